@@ -1,0 +1,42 @@
+# The two commands a new user needs: `make demo` and `make test`. Both set up everything first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export RECSYS_HOME ?= $(CURDIR)/.recsys
+export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
+
+# Sample data for the demo: sizes a laptop materialises in a few minutes.
+DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
+
+.PHONY: setup demo test dev lint clean
+
+setup: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml setup.py
+	@java -version >/dev/null 2>&1 || { echo "Java 17 or newer is required by PySpark: install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) and retry."; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p'); [ "$${v:-0}" -ge 17 ] || { echo "Java 17 or newer is required by PySpark (found $${v:-none}): install openjdk-17-jre-headless and retry."; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/recsys-generate --out $(RECSYS_HOME)/landing $(DEMO_ARGS)
+	$(BIN)/dagster asset materialize -m recsys_assets.definitions --select '*'
+	@echo "Delta tables: $(RECSYS_HOME)/lakehouse/{bronze,silver,gold,ml}/<table>"
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+dev: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+lint: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(RECSYS_HOME) .pytest_cache

@@ -1,0 +1,34 @@
+"""Gold: the tables the models train on."""
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+class InteractionsConfig(dg.Config):
+    window_days: int = 30  # counted back from the newest order in the data, not from today
+
+
+def interactions(orders: DataFrame, window_days: int) -> DataFrame:
+    """Quantity bought per (customer, product) in the last ``window_days`` of the data."""
+    newest = orders.agg(F.max("order_datetime").alias("newest"))
+    recent = orders.crossJoin(newest).where(
+        F.col("order_datetime") > F.col("newest") - F.make_interval(days=F.lit(window_days))
+    )
+    lines = recent.select("customer_id", F.explode("ordered_products").alias("p")).select(
+        "customer_id", F.col("p.id").alias("product_id"), F.col("p.qty").cast("long").alias("qty")
+    )
+    return (
+        lines.where("qty > 0 AND customer_id IS NOT NULL")
+        .groupBy("customer_id", "product_id")
+        .agg(F.sum("qty").alias("total_qty"))
+        .withColumn("interaction_weight", F.log1p("total_qty"))
+    )
+
+
+@dg.asset(group_name="gold", kinds={"spark", "delta"}, metadata={"schema": "gold"})
+def als_interactions_30d(
+    config: InteractionsConfig, sales_orders_customer_join_min: DataFrame
+) -> DataFrame:
+    """Implicit feedback for ALS: quantity and its log1p weight per customer and product."""
+    return interactions(sales_orders_customer_join_min, config.window_days)

@@ -1,0 +1,34 @@
+"""The code location: every asset, check, job, sensor and resource of recsys_assets."""
+
+import dagster as dg
+
+from recsys_assets.assets import bronze, gold, silver
+from recsys_assets.jobs import refresh_job
+from recsys_assets.resources.lakehouse import Lakehouse, lakehouse_io_manager
+from recsys_assets.resources.landing import LandingZone
+from recsys_assets.resources.spark import SparkResource
+from recsys_assets.sensors import csv_drop_sensor
+from recsys_assets.settings import Settings
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    spark = SparkResource(master=settings.spark_master, remote=settings.spark_remote)
+    return {
+        "spark": spark,
+        "io_manager": lakehouse_io_manager(settings.lakehouse_uri, spark),
+        "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri),
+        "landing": LandingZone(root=str(settings.landing_dir)),
+    }
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([bronze, silver, gold]),
+        jobs=[refresh_job],
+        sensors=[csv_drop_sensor],
+        resources=build_resources(settings),
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())

@@ -1,0 +1,116 @@
+"""Data-quality expectations, declared as data, applied the way Delta Live Tables applies them.
+
+``fail`` is DLT's ``expect_or_fail``: one violating row fails the run and nothing is written.
+``drop`` is ``expect_all_or_drop``: violating rows leave the table and go to its quarantine
+table with the names of every rule they broke. A predicate that evaluates to NULL is a violation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+FAILED_RULES = "_failed_rules"
+RAW = "_raw"
+RESCUED_DATA = "_rescued_data"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str
+    predicate: str  # Spark SQL over the typed silver columns
+    action: Literal["fail", "drop"]
+
+    @property
+    def holds(self) -> Column:
+        return F.coalesce(F.expr(self.predicate), F.lit(False))
+
+
+CUSTOMERS: tuple[Expectation, ...] = (
+    Expectation("valid_customer_id", "customer_id IS NOT NULL", "fail"),
+    Expectation("valid_customer_name", "customer_name IS NOT NULL AND customer_name <> ''", "drop"),
+    Expectation("valid_valid_from", "valid_from IS NOT NULL", "drop"),
+    Expectation("valid_loyalty_segment", "loyalty_segment IS NOT NULL", "drop"),
+)
+
+SALES_ORDERS: tuple[Expectation, ...] = (
+    Expectation("valid_order_number", "order_number IS NOT NULL", "fail"),
+    Expectation("valid_customer_id", "customer_id IS NOT NULL", "drop"),
+    Expectation("valid_order_datetime", "order_datetime IS NOT NULL", "drop"),
+    Expectation(
+        "valid_ordered_products",
+        "size(ordered_products) > 0 AND forall(ordered_products, p -> p.id IS NOT NULL)",
+        "drop",
+    ),
+    Expectation(
+        "valid_quantities",
+        "forall(ordered_products, p -> p.qty IS NOT NULL AND p.qty > 0)",
+        "drop",
+    ),
+)
+
+
+class ExpectationFailed(Exception):
+    """An ``expect_or_fail`` rule was violated; the message names the rule, count and examples."""
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    expectation: Expectation
+    violations: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class Applied:
+    passing: DataFrame  # typed columns only
+    quarantine: DataFrame  # the raw row as read, plus _failed_rules
+    outcomes: list[RuleOutcome]
+
+
+# Rows the CSV reader could not parse are not records yet: they are quarantined before any rule,
+# so a garbled line never fails the run as a "missing primary key".
+WELL_FORMED = Expectation("well_formed_row", f"{RAW}.{RESCUED_DATA} IS NULL", "drop")
+
+
+def apply(df: DataFrame, expectations: tuple[Expectation, ...], key_columns: list[str]) -> Applied:
+    """Apply ``expectations`` to ``df``: typed columns plus ``_raw``, the bronze row as read.
+
+    Counts every rule in one pass, raises :class:`ExpectationFailed` on a violated ``fail`` rule
+    (before anything is written), and splits the rows into passing and quarantined.
+    """
+    readable = WELL_FORMED.holds
+    counts = df.agg(
+        F.count(F.lit(1)).alias("_rows"),
+        F.count_if(~readable).alias(WELL_FORMED.name),
+        *[F.count_if(readable & ~e.holds).alias(e.name) for e in expectations],
+    ).first()
+    assert counts is not None
+    outcomes = [
+        RuleOutcome(e, int(counts[e.name]), int(counts["_rows"]))
+        for e in (WELL_FORMED, *expectations)
+    ]
+    for outcome in outcomes:
+        rule = outcome.expectation
+        if rule.action == "fail" and outcome.violations:
+            offending = df.where(readable & ~rule.holds).select(f"{RAW}.*").take(5)
+            sample = [{k: row[k] for k in key_columns} for row in offending]
+            raise ExpectationFailed(
+                f"expect_or_fail '{rule.name}' ({rule.predicate}) violated by "
+                f"{outcome.violations} of {outcome.rows} rows; first offending rows: {sample}"
+            )
+
+    drop_rules = [e for e in (WELL_FORMED, *expectations) if e.action == "drop"]
+    failed = F.filter(
+        F.array(*[F.when(~e.holds, F.lit(e.name)) for e in drop_rules]), lambda r: r.isNotNull()
+    )
+    flagged = df.withColumn(FAILED_RULES, failed)
+    typed_columns = [c for c in df.columns if c != RAW]
+    return Applied(
+        passing=flagged.where(F.size(FAILED_RULES) == 0).select(typed_columns),
+        quarantine=flagged.where(F.size(FAILED_RULES) > 0).select(f"{RAW}.*", FAILED_RULES),
+        outcomes=outcomes,
+    )

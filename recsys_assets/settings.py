@@ -1,0 +1,47 @@
+"""Where state lives and how to reach Spark: every default, read from the environment here.
+
+All local state sits under one root, ``RECSYS_HOME`` (default ``.recsys`` in the cwd)::
+
+    RECSYS_HOME/
+      landing/customers/       CSV drops, ingested exactly once each
+      landing/sales_orders/
+      lakehouse/<layer>/<table>  Delta tables, layer = bronze | silver | gold | ml
+      mlflow/                  SQLite tracking store and registry, artifacts
+      dagster/                 DAGSTER_HOME for `make dev` and `make demo`
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+LANDING_TABLES = ("customers", "sales_orders")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration; build it with :meth:`from_env`."""
+
+    home: Path
+    lakehouse_uri: str
+    spark_master: str
+    spark_remote: str | None
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    def landing_folder(self, table: str) -> Path:
+        return self.landing_dir / table
+
+    @classmethod
+    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("RECSYS_HOME", ".recsys")).expanduser().resolve()
+        return cls(
+            home=home,
+            lakehouse_uri=env.get("RECSYS_LAKEHOUSE_URI") or str(home / "lakehouse"),
+            spark_master=env.get("SPARK_MASTER") or "local[*]",
+            spark_remote=env.get("SPARK_REMOTE") or None,
+        )

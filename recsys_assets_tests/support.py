@@ -1,0 +1,24 @@
+"""Helpers for tests: small generated data, and Delta tables read back with delta-rs."""
+
+from datetime import date
+
+import pandas as pd
+from deltalake import DeltaTable
+
+from recsys_assets import datagen
+from recsys_assets.settings import Settings
+
+
+def generate(settings: Settings, **kwargs) -> datagen.GenerationSummary:
+    """Small generated data in the landing zone."""
+    options = {"customers": 120, "days": 60, "seed": 7, "start_date": date(2024, 1, 1)}
+    return datagen.generate(settings.landing_dir, **{**options, **kwargs})
+
+
+def delta_table(settings: Settings, layer: str, name: str) -> DeltaTable:
+    return DeltaTable(f"{settings.lakehouse_uri}/{layer}/{name}")
+
+
+def read_table(settings: Settings, layer: str, name: str) -> pd.DataFrame:
+    """A Delta table as pandas, read with delta-rs (independently of Spark)."""
+    return delta_table(settings, layer, name).to_pandas()

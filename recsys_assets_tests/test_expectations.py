@@ -1,0 +1,86 @@
+"""The DLT-style expectations engine on small, hand-made DataFrames."""
+
+import pytest
+from pyspark.sql import SparkSession
+
+from recsys_assets import expectations
+from recsys_assets.assets.bronze import raw_schema
+from recsys_assets.assets.silver import sales_orders_typed
+from recsys_assets.expectations import FAILED_RULES, Expectation, ExpectationFailed
+from recsys_assets.schemas import SALES_ORDERS_COLUMNS
+
+RULES = (
+    Expectation("has_id", "id IS NOT NULL", "fail"),
+    Expectation("positive", "x > 0", "drop"),
+    Expectation("short_name", "length(name) < 5", "drop"),
+)
+
+
+def frame(spark: SparkSession, rows: list[tuple]):
+    raw = "struct<_rescued_data:string,line:string>"
+    return spark.createDataFrame(rows, f"_raw {raw}, id int, x int, name string")
+
+
+def test_drop_rules_route_rows_to_quarantine_with_every_broken_rule(spark):
+    df = frame(
+        spark,
+        [
+            ((None, "a"), 1, 5, "ok"),
+            ((None, "b"), 2, -1, "ok"),
+            ((None, "c"), 3, -1, "too long"),
+            ((None, "d"), 4, None, "ok"),  # NULL predicate: a violation, as in DLT
+        ],
+    )
+    applied = expectations.apply(df, RULES, ["id"])
+
+    assert [r.id for r in applied.passing.collect()] == [1]
+    assert applied.passing.columns == ["id", "x", "name"]
+    quarantined = {r.line: r[FAILED_RULES] for r in applied.quarantine.collect()}
+    assert quarantined == {"b": ["positive"], "c": ["positive", "short_name"], "d": ["positive"]}
+    counts = {o.expectation.name: (o.violations, o.rows) for o in applied.outcomes}
+    assert counts == {"well_formed_row": (0, 4), "has_id": (0, 4), "positive": (3, 4),
+                      "short_name": (1, 4)}  # fmt: skip
+
+
+def test_fail_rule_raises_naming_rule_count_and_rows(spark):
+    df = frame(
+        spark,
+        [((None, "a"), None, 1, "ok"), ((None, "b"), None, 2, "ok"), ((None, "c"), 3, 1, "ok")],
+    )
+    with pytest.raises(ExpectationFailed) as failure:
+        expectations.apply(df, RULES, ["line"])
+    message = str(failure.value)
+    assert "has_id" in message and "2 of 3 rows" in message
+    assert "'line': 'a'" in message and "'line': 'b'" in message
+
+
+def test_unparsable_rows_are_quarantined_before_fail_rules(spark):
+    df = frame(spark, [(("garbled,,line", None), None, None, None), ((None, "a"), 1, 1, "ok")])
+    applied = expectations.apply(df, RULES, ["id"])  # the null id is in a garbled row: no failure
+
+    [bad] = applied.quarantine.collect()
+    assert bad._rescued_data == "garbled,,line"
+    assert bad[FAILED_RULES][0] == "well_formed_row"
+    assert applied.passing.count() == 1
+
+
+def test_sales_orders_typing_keeps_bad_quantities_visible(spark):
+    products = (
+        '[{"curr":"USD","id":"P1","name":"A","price":2.5,"promotion_info":{"k":1},"qty":3,'
+        '"unit":"pcs"},{"curr":"USD","id":"P2","name":"B","price":1,"promotion_info":null,'
+        '"qty":"two","unit":"pcs"}]'
+    )
+    row = ("[]", "7", "Ann", "2", "1700000000", "42", products, "", None, "f.csv")
+    schema = raw_schema(SALES_ORDERS_COLUMNS).add("_source_file", "string")
+    bronze = spark.createDataFrame([row], schema).selectExpr(
+        "*", "current_timestamp() AS _ingested_at"
+    )
+
+    [typed] = sales_orders_typed(bronze).collect()
+
+    assert (typed.order_number, typed.customer_id, typed.number_of_line_items) == (42, 7, 2)
+    assert typed.order_datetime.timestamp() == 1700000000
+    first, second = typed.ordered_products
+    assert (first.id, first.qty, first.price, first.promotion_info) == ("P1", 3, 2.5, '{"k":1}')
+    assert second.qty is None  # non-numeric: null, so valid_quantities drops the order
+    assert typed._raw.ordered_products == products  # the raw text is kept for the quarantine

@@ -1,0 +1,147 @@
+"""Bronze -> silver -> gold through Dagster, on generated CSV drops, real Spark and Delta."""
+
+import shutil
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from recsys_assets.expectations import FAILED_RULES
+from recsys_assets.resources import lakehouse
+from recsys_assets_tests.support import delta_table, generate, read_table
+
+BRONZE = ["customers_bronze", "sales_orders_bronze"]
+
+
+def check_violations(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, int]:
+    return {
+        e.check_name: e.metadata["violations"].value
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey(asset)
+    }
+
+
+def test_materialises_every_table_and_quarantines_bad_rows_with_reasons(settings, materialize):
+    summary = generate(settings, bad_fraction=0.08, malformed_fraction=0.02)
+    bad = summary.bad_rows
+
+    result = materialize()
+
+    assert result.success
+    bronze = read_table(settings, "bronze", "sales_orders_bronze")
+    assert len(bronze) == summary.orders + bad.total - bad.missing_pk
+    silver = read_table(settings, "silver", "sales_orders_silver")
+    assert len(silver) == summary.orders and silver.order_number.is_unique
+    customers = read_table(settings, "silver", "customers_silver")
+    assert len(customers) == summary.customers and customers.valid_to.isna().all()
+
+    quarantine = read_table(settings, "silver", "sales_orders_quarantine")
+    assert len(quarantine) == bad.total
+    reasons = quarantine[FAILED_RULES].map(list)
+    assert (reasons.map(lambda r: "well_formed_row" in r)).sum() == bad.malformed
+    assert (reasons.map(lambda r: "valid_quantities" in r)).sum() >= (
+        bad.negative_qty + bad.non_numeric_qty
+    )
+    assert quarantine["_rescued_data"].notna().sum() == bad.malformed  # the raw line is kept
+
+    violations = check_violations(result, "sales_orders_silver")
+    assert violations["valid_order_number"] == 0
+    assert violations["well_formed_row"] == bad.malformed
+    assert sum(violations.values()) >= bad.total - bad.malformed
+
+    join = read_table(settings, "silver", "sales_orders_customer_join_min")
+    assert len(join) == summary.orders and join.loyalty_segment.notna().all()
+    gold = read_table(settings, "gold", "als_interactions_30d")
+    assert list(gold.columns) == ["customer_id", "product_id", "total_qty", "interaction_weight"]
+    assert len(gold) > 0 and (gold.total_qty > 0).all()
+    assert not gold.duplicated(["customer_id", "product_id"]).any()
+
+    materialisation = result.asset_materializations_for_node("sales_orders_silver_tables")[0]
+    assert materialisation.metadata["dagster/row_count"].value == summary.orders
+
+
+def test_each_file_is_ingested_exactly_once(settings, materialize):
+    first = generate(settings)
+    materialize(BRONZE)
+    materialize(BRONZE)  # nothing new: nothing read again
+    assert len(read_table(settings, "bronze", "sales_orders_bronze")) == first.orders
+
+    second = generate(settings, start_date=date(2024, 3, 1))  # a later drop; customers.csv again
+    result = materialize()
+
+    bronze = read_table(settings, "bronze", "sales_orders_bronze")
+    assert len(bronze) == first.orders + second.orders
+    assert bronze.groupby("_source_file").size().to_dict() == {
+        str(p.resolve()): n
+        for p, n in zip(
+            first.sales_orders_paths + second.sales_orders_paths,
+            first.rows_per_file + second.rows_per_file,
+            strict=True,
+        )
+    }
+    assert len(read_table(settings, "bronze", "customers_bronze")) == first.customer_rows
+    assert result.output_for_node("sales_orders_bronze") is not None
+    silver = read_table(settings, "silver", "sales_orders_silver")
+    assert len(silver) == first.orders + second.orders
+
+
+def test_a_redropped_file_is_not_double_counted(settings, materialize):
+    summary = generate(settings)
+    materialize()
+    [path] = summary.sales_orders_paths
+    shutil.copy(path, path.with_name("copy_of_" + path.name))
+
+    materialize()
+
+    assert len(read_table(settings, "bronze", "sales_orders_bronze")) == 2 * summary.orders
+    assert len(read_table(settings, "silver", "sales_orders_silver")) == summary.orders
+
+
+def test_an_ingest_that_fails_before_its_commit_is_healed_by_the_next_run(
+    settings, materialize, monkeypatch
+):
+    summary = generate(settings, drops=3)
+    real_write = lakehouse.write_deltalake
+
+    def crash_on_bronze(uri, *args, **kwargs):
+        if uri.endswith("sales_orders_bronze"):
+            raise OSError("disk full")
+        return real_write(uri, *args, **kwargs)
+
+    monkeypatch.setattr(lakehouse, "write_deltalake", crash_on_bronze)
+    failed = materialize(BRONZE, raise_on_error=False)
+    assert not failed.success
+    assert not (settings.home / "lakehouse" / "bronze" / "sales_orders_bronze").exists()
+
+    monkeypatch.setattr(lakehouse, "write_deltalake", real_write)
+    assert materialize(BRONZE).success
+    bronze = read_table(settings, "bronze", "sales_orders_bronze")
+    assert len(bronze) == summary.orders and bronze._source_file.nunique() == 3
+
+
+def test_a_missing_order_number_fails_the_run_and_leaves_silver_unchanged(settings, materialize):
+    first = generate(settings)
+    materialize()
+    version = delta_table(settings, "silver", "sales_orders_silver").version()
+
+    generate(settings, start_date=date(2024, 3, 1), missing_pk_fraction=0.05)
+    result = materialize(raise_on_error=False)
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = str(failure.step_failure_data.error)
+    assert "valid_order_number" in message and "violated by" in message
+    assert delta_table(settings, "silver", "sales_orders_silver").version() == version
+    assert len(read_table(settings, "silver", "sales_orders_silver")) == first.orders
+
+
+def test_gold_window_is_run_config(settings, materialize):
+    generate(settings)
+    config = {"ops": {"als_interactions_30d": {"config": {"window_days": 7}}}}
+    materialize(run_config=config)
+
+    gold = read_table(settings, "gold", "als_interactions_30d")
+    join = read_table(settings, "silver", "sales_orders_customer_join_min")
+    recent = join[join.order_datetime > join.order_datetime.max() - pd.Timedelta(days=7)]
+    assert set(gold.customer_id) == set(recent.customer_id)
+    assert gold.total_qty.sum() == sum(p["qty"] for ps in recent.ordered_products for p in ps)

@@ -6,6 +6,7 @@ from recsys_assets.assets import bronze, gold, silver
 from recsys_assets.jobs import refresh_job
 from recsys_assets.resources.lakehouse import Lakehouse, lakehouse_io_manager
 from recsys_assets.resources.landing import LandingZone
+from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.resources.spark import SparkResource
 from recsys_assets.sensors import csv_drop_sensor
 from recsys_assets.settings import Settings
@@ -18,6 +19,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": lakehouse_io_manager(settings.lakehouse_uri, spark),
         "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri),
         "landing": LandingZone(root=str(settings.landing_dir)),
+        "mlflow": MlflowResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            registry_uri=settings.mlflow_registry_uri,
+            artifact_root=settings.mlflow_artifact_root,
+        ),
     }
 
 

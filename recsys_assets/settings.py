@@ -1,4 +1,4 @@
-"""Where state lives and how to reach Spark: every default, read from the environment here.
+"""Where state lives and how to reach Spark and MLflow, read from the environment in one place.
 
 All local state sits under one root, ``RECSYS_HOME`` (default ``.recsys`` in the cwd)::
 
@@ -27,6 +27,14 @@ class Settings:
     lakehouse_uri: str
     spark_master: str
     spark_remote: str | None
+    mlflow_tracking_uri: str
+    mlflow_registry_uri: str | None
+
+    @property
+    def mlflow_artifact_root(self) -> str | None:
+        """Local artifact folder, used only with the embedded SQLite store."""
+        local = self.mlflow_tracking_uri.startswith("sqlite:")
+        return (self.home / "mlflow" / "artifacts").as_uri() if local else None
 
     @property
     def landing_dir(self) -> Path:
@@ -44,4 +52,7 @@ class Settings:
             lakehouse_uri=env.get("RECSYS_LAKEHOUSE_URI") or str(home / "lakehouse"),
             spark_master=env.get("SPARK_MASTER") or "local[*]",
             spark_remote=env.get("SPARK_REMOTE") or None,
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            mlflow_registry_uri=env.get("MLFLOW_REGISTRY_URI") or None,
         )

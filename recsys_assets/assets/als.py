@@ -1,0 +1,450 @@
+"""The recommendation model lifecycle: split, challenger, evaluation, RMSE gate, champion, batch.
+
+The registry is the state between steps, as on Databricks: training sets the ``challenger``
+alias, the gate records its verdict on that model version (``validation_status``, as
+mlops-stacks does), and ``als_champion`` moves ``champion`` only to a version that passed.
+"""
+
+from typing import Literal
+
+import dagster as dg
+import pyspark
+from mlflow import log_metrics, log_param, log_params
+from mlflow import spark as mlflow_spark
+from mlflow.models import infer_signature
+from mlflow.version import VERSION as mlflow_version
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.evaluation import RankingEvaluator, RegressionEvaluator
+from pyspark.ml.feature import IndexToString, StringIndexer
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from recsys_assets.promotion import GateDecision, decide
+from recsys_assets.resources.lakehouse import Lakehouse
+from recsys_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
+
+MODEL_NAME = "als_recommendation_model"
+EXPERIMENT = "recsys/als_recommendation"
+K = 10
+VALIDATION_STATUS_TAG = "validation_status"
+RANKING_METRICS = {
+    "precision_at_10": "precisionAtK",
+    "recall_at_10": "recallAtK",
+    "ndcg_at_10": "ndcgAtK",
+    "map_at_10": "meanAveragePrecisionAtK",
+}
+GROUP = "als_model"
+PIP_REQUIREMENTS = [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow_version}"]
+
+
+def model_uri(version: str) -> str:
+    return f"models:/{MODEL_NAME}/{version}"
+
+
+# ---------------------------------------------------------------- split
+
+
+class SplitConfig(dg.Config):
+    train_percent: int = 80
+    seed: int = 42  # changing it reshuffles every pair: champions trained before become unfair
+
+
+def split_bucket(seed: int) -> Column:
+    """0-99 from a hash of the (customer, product) pair: the same pair lands on the same side."""
+    return F.pmod(F.xxhash64("customer_id", "product_id", F.lit(seed)), F.lit(100))
+
+
+@dg.multi_asset(
+    group_name=GROUP,
+    outs={
+        "als_train": dg.AssetOut(
+            is_required=False,
+            kinds={"spark", "delta"},
+            metadata={"schema": "ml"},
+            description="Training interactions: the pairs whose hash falls in the train share.",
+        ),
+        "als_test": dg.AssetOut(
+            is_required=False,
+            kinds={"spark", "delta"},
+            metadata={"schema": "ml"},
+            description="Held-out interactions, never seen by any model trained on als_train.",
+        ),
+    },
+    can_subset=True,
+)
+def als_split(
+    context: dg.AssetExecutionContext, config: SplitConfig, als_interactions_30d: DataFrame
+):
+    """Split the gold interactions 80/20 by a seeded hash of the pair, stable across runs."""
+    bucket = split_bucket(config.seed)
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    if "als_train" in selected:
+        yield dg.Output(als_interactions_30d.where(bucket < config.train_percent), "als_train")
+    if "als_test" in selected:
+        yield dg.Output(als_interactions_30d.where(bucket >= config.train_percent), "als_test")
+
+
+# ---------------------------------------------------------------- model
+
+
+class ALSConfig(dg.Config):
+    rank: int = 20
+    max_iter: int = 10
+    reg_param: float = 0.1
+    alpha: float = 1.0
+    seed: int = 42
+
+
+def als_pipeline(config: ALSConfig) -> Pipeline:
+    """Indexers and ALS in one Pipeline, so the logged model owns its id numbering."""
+    return Pipeline(
+        stages=[
+            StringIndexer(inputCol="customer_id", outputCol="user_idx", handleInvalid="skip"),
+            StringIndexer(inputCol="product_id", outputCol="item_idx", handleInvalid="skip"),
+            ALS(
+                userCol="user_idx",
+                itemCol="item_idx",
+                ratingCol="interaction_weight",
+                implicitPrefs=True,
+                coldStartStrategy="drop",
+                rank=config.rank,
+                maxIter=config.max_iter,
+                regParam=config.reg_param,
+                alpha=config.alpha,
+                seed=config.seed,
+            ),
+        ]
+    )
+
+
+def recommend(model: PipelineModel, users: DataFrame | None, n: int) -> DataFrame:
+    """Top ``n`` (customer_id, product_id, score) per user, ids mapped back by the model itself.
+
+    ``users`` (a frame with customer_id) limits the users; unknown customers get nothing.
+    """
+    user_indexer, item_indexer, als_model = model.stages
+    if users is None:
+        recs = als_model.recommendForAllUsers(n)
+    else:
+        recs = als_model.recommendForUserSubset(user_indexer.transform(users), n)
+    exploded = recs.select("user_idx", F.explode("recommendations").alias("r")).select(
+        "user_idx", F.col("r.item_idx").alias("item_idx"), F.col("r.rating").alias("score")
+    )
+    to_customer = IndexToString(
+        inputCol="user_idx", outputCol="customer_key", labels=user_indexer.labels
+    )
+    to_product = IndexToString(
+        inputCol="item_idx", outputCol="product_id", labels=item_indexer.labels
+    )
+    mapped = to_product.transform(to_customer.transform(exploded))
+    return mapped.select(
+        F.col("customer_key").cast("bigint").alias("customer_id"), "product_id", "score"
+    )
+
+
+def top_k_unseen(candidates: DataFrame, seen: DataFrame, k: int) -> DataFrame:
+    """Each user's best ``k`` candidates among products not in ``seen``, with a 1-based rank."""
+    window = Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
+    return (
+        candidates.join(
+            seen.select("customer_id", "product_id"), ["customer_id", "product_id"], "left_anti"
+        )
+        .withColumn("rank", F.row_number().over(window))
+        .where(F.col("rank") <= k)
+    )
+
+
+def ranking_metrics(recommended: DataFrame, relevant: DataFrame, k: int) -> dict[str, float]:
+    """precision/recall/NDCG/MAP@k of ranked recommendations against each user's relevant items."""
+    keys = relevant.select("product_id").union(recommended.select("product_id")).distinct()
+    product_key = StringIndexer(inputCol="product_id", outputCol="key").fit(keys)
+
+    def ranked_keys(df: DataFrame, order: str) -> DataFrame:
+        keyed = product_key.transform(df)
+        ordered = F.sort_array(F.collect_list(F.struct(F.col(order), F.col("key"))))
+        return keyed.groupBy("customer_id").agg(
+            F.transform(ordered, lambda s: s["key"]).alias("keys")
+        )
+
+    labels = ranked_keys(relevant.withColumn("rank", F.lit(0)), "rank")
+    predictions = ranked_keys(recommended, "rank")
+    frame = labels.withColumnRenamed("keys", "label").join(
+        predictions.withColumnRenamed("keys", "prediction"), "customer_id", "left"
+    )
+    frame = frame.withColumn(
+        "prediction", F.coalesce("prediction", F.array().cast("array<double>"))
+    ).cache()
+    evaluator = RankingEvaluator(k=k)
+    metrics = {
+        name: float(evaluator.setMetricName(spark_name).evaluate(frame))
+        for name, spark_name in RANKING_METRICS.items()
+    }
+    frame.unpersist()
+    return metrics
+
+
+def evaluate_model(
+    model: PipelineModel, train: DataFrame, test: DataFrame, k: int = K
+) -> dict[str, float]:
+    """RMSE on the held-out pairs the model can score, and ranking metrics for warm users."""
+    scored = model.transform(test)
+    scored_rows = scored.count()
+    if scored_rows == 0:
+        raise dg.Failure(
+            "The model could score no row of als_test: none of its customers or products was "
+            "seen in training. Regenerate data with more history or a longer window."
+        )
+    rmse = RegressionEvaluator(
+        metricName="rmse", labelCol="interaction_weight", predictionCol="prediction"
+    ).evaluate(scored)
+    users = warm_users(train, test)
+    seen_max = max_items_per_user(train)
+    candidates = recommend(model, users, k + seen_max)
+    recommended = top_k_unseen(candidates, train, k)
+    return {
+        "rmse": float(rmse),
+        "scored_rows": float(scored_rows),
+        **ranking_metrics(recommended, test.join(users, "customer_id"), k),
+    }
+
+
+def warm_users(train: DataFrame, test: DataFrame) -> DataFrame:
+    """Test customers who also appear in training: the users a recommender can rank for."""
+    return (
+        test.select("customer_id")
+        .distinct()
+        .join(train.select("customer_id").distinct(), "customer_id")
+    )
+
+
+def max_items_per_user(train: DataFrame) -> int:
+    row = train.groupBy("customer_id").count().agg(F.max("count")).first()
+    return int(row[0] or 0) if row else 0
+
+
+def popularity_metrics(train: DataFrame, test: DataFrame, k: int = K) -> dict[str, float]:
+    """The baseline: every user gets the most popular products they have not bought yet."""
+    users = warm_users(train, test)
+    popular = (
+        train.groupBy("product_id")
+        .agg(F.countDistinct("customer_id").alias("score"))
+        .orderBy(F.desc("score"), "product_id")
+        .limit(k + max_items_per_user(train))
+    )
+    recommended = top_k_unseen(users.crossJoin(popular), train, k)
+    return ranking_metrics(recommended, test.join(users, "customer_id"), k)
+
+
+# ---------------------------------------------------------------- assets
+
+
+@dg.asset(group_name=GROUP, kinds={"spark", "mlflow"})
+def als_challenger(
+    context: dg.AssetExecutionContext,
+    config: ALSConfig,
+    als_train: DataFrame,
+    mlflow: MlflowResource,
+    lakehouse: Lakehouse,
+) -> dg.MaterializeResult:
+    """An implicit-feedback ALS Pipeline fitted on als_train, registered as the challenger."""
+    rows = als_train.count()
+    if rows == 0:
+        raise dg.Failure(
+            "als_train is empty: als_interactions_30d has no interactions in its window. "
+            "Ingest orders (see the landing folder) or widen window_days."
+        )
+    train_table = lakehouse.load("ml", "als_train")
+    with mlflow.start_run(context, "als_challenger", experiment=EXPERIMENT) as run:
+        log_params(config.model_dump())
+        log_params(
+            {
+                "train_table": lakehouse.table_uri("ml", "als_train"),
+                "train_delta_version": train_table.version() if train_table else -1,
+                "train_rows": rows,
+            }
+        )
+        model = als_pipeline(config).fit(als_train)
+        example = als_train.select("customer_id", "product_id").limit(5)
+        signature = infer_signature(
+            example.toPandas(), model.transform(example).select("prediction").toPandas()
+        )
+        logged = mlflow_spark.log_model(
+            model,
+            artifact_path="model",
+            signature=signature,
+            registered_model_name=MODEL_NAME,
+            pip_requirements=PIP_REQUIREMENTS,  # inferring them starts a second JVM
+        )
+    version = str(logged.registered_model_version)
+    mlflow.set_alias(MODEL_NAME, CHALLENGER, version)
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": dg.MetadataValue.int(int(version)),
+            "model_uri": model_uri(version),
+            "mlflow_run": mlflow.run_url(run),
+            "train_rows": dg.MetadataValue.int(rows),
+            **{k: v for k, v in config.model_dump().items()},
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"spark", "mlflow", "delta"},
+    metadata={"schema": "ml"},
+    deps=[als_challenger],
+)
+def als_evaluation(
+    context: dg.AssetExecutionContext,
+    als_train: DataFrame,
+    als_test: DataFrame,
+    mlflow: MlflowResource,
+) -> DataFrame:
+    """Challenger, champion and a popularity baseline scored on als_test: RMSE and ranking@10."""
+    challenger = mlflow.version_with_alias(MODEL_NAME, CHALLENGER)
+    if challenger is None:
+        raise dg.Failure(f"{MODEL_NAME} has no '{CHALLENGER}' version: materialise als_challenger.")
+    champion = mlflow.version_with_alias(MODEL_NAME, CHAMPION)
+    evaluated = {"challenger": challenger, **({"champion": champion} if champion else {})}
+
+    results: list[dict] = []
+    with mlflow.start_run(context, "evaluation", experiment=EXPERIMENT) as run:
+        for role, version in evaluated.items():
+            model = mlflow_spark.load_model(model_uri(version.version))
+            metrics = evaluate_model(model, als_train, als_test)
+            results.append({"role": role, "model_version": int(version.version), **metrics})
+            log_param(f"{role}_model_uri", model_uri(version.version))
+        baseline = popularity_metrics(als_train, als_test)
+        results.append({"role": "popularity", "model_version": None, "rmse": None, **baseline})
+        for result in results:
+            log_metrics({f"{result['role']}_{k}": v for k, v in result.items() if is_metric(k, v)})
+
+    context.add_output_metadata(
+        {
+            "mlflow_run": mlflow.run_url(run),
+            "challenger_version": dg.MetadataValue.int(int(challenger.version)),
+            **{
+                f"{r['role']}_{k}": dg.MetadataValue.float(v)
+                for r in results
+                for k, v in r.items()
+                if is_metric(k, v)
+            },
+        }
+    )
+    return evaluation_frame(als_test, results, context.run_id)
+
+
+def is_metric(key: str, value) -> bool:
+    return key not in ("role", "model_version") and value is not None
+
+
+def evaluation_frame(any_frame: DataFrame, results: list[dict], run_id: str) -> DataFrame:
+    columns = ["rmse", "scored_rows", *RANKING_METRICS]
+    rows = [(r["role"], r["model_version"], *[r.get(c) for c in columns], run_id) for r in results]
+    schema = "role string, model_version int, " + ", ".join(f"{c} double" for c in columns)
+    return any_frame.sparkSession.createDataFrame(rows, schema + ", dagster_run_id string")
+
+
+class GateConfig(dg.Config):
+    metric: Literal["rmse", "ndcg_at_10"] = "rmse"
+    max_rmse: float | None = None  # with metric rmse: the challenger must also be at most this
+
+
+def gate_decision(rows: list[dict], config: GateConfig) -> GateDecision:
+    by_role = {r["role"]: r for r in rows}
+    challenger, champion = by_role["challenger"], by_role.get("champion")
+    return decide(
+        config.metric,
+        challenger[config.metric],
+        champion[config.metric] if champion else None,
+        higher_is_better=config.metric != "rmse",
+        limit=config.max_rmse if config.metric == "rmse" else None,
+    )
+
+
+@dg.asset_check(
+    asset=als_evaluation,
+    blocking=True,
+    description="The challenger must beat the champion's RMSE (or NDCG@10) on als_test.",
+)
+def rmse_gate(
+    config: GateConfig, als_evaluation: DataFrame, mlflow: MlflowResource
+) -> dg.AssetCheckResult:
+    rows = [r.asDict() for r in als_evaluation.collect()]
+    decision = gate_decision(rows, config)
+    version = next(str(r["model_version"]) for r in rows if r["role"] == "challenger")
+    status = "PASSED" if decision.passed else "FAILED"
+    client = mlflow.client
+    client.set_model_version_tag(MODEL_NAME, version, VALIDATION_STATUS_TAG, status)
+    client.set_model_version_tag(MODEL_NAME, version, "validation_reason", decision.reason)
+    return decision.check_result(challenger_version=int(version))
+
+
+@dg.asset(group_name=GROUP, kinds={"mlflow"}, deps=[als_evaluation])
+def als_champion(mlflow: MlflowResource) -> dg.MaterializeResult:
+    """The registry alias 'champion', moved to the challenger once it has passed the gate."""
+    challenger = mlflow.version_with_alias(MODEL_NAME, CHALLENGER)
+    if challenger is None:
+        raise dg.Failure(f"{MODEL_NAME} has no '{CHALLENGER}' version to promote.")
+    status = challenger.tags.get(VALIDATION_STATUS_TAG)
+    if status != "PASSED":
+        reason = challenger.tags.get("validation_reason", "not evaluated yet")
+        raise dg.Failure(
+            f"{MODEL_NAME} v{challenger.version} has not passed the gate "
+            f"({VALIDATION_STATUS_TAG}={status}: {reason}); champion unchanged."
+        )
+    previous = mlflow.promote(MODEL_NAME, challenger.version)
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": dg.MetadataValue.int(int(challenger.version)),
+            "model_uri": f"models:/{MODEL_NAME}@{CHAMPION}",
+            "previous_champion_version": previous or "none",
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"spark", "mlflow", "delta"},
+    metadata={"schema": "gold"},
+    deps=[als_champion],
+)
+def customer_recommendations(sales_orders_silver: DataFrame, mlflow: MlflowResource) -> DataFrame:
+    """Top-10 products per customer from the champion, with product names and model version."""
+    champion = mlflow.version_with_alias(MODEL_NAME, CHAMPION)
+    if champion is None:
+        raise dg.Failure(f"{MODEL_NAME} has no '{CHAMPION}': materialise als_champion first.")
+    model = mlflow_spark.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    recs = recommend(model, None, K).withColumn(
+        "rank",
+        F.row_number().over(
+            Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
+        ),
+    )
+    names = (
+        sales_orders_silver.select(F.explode("ordered_products").alias("p"))
+        .groupBy(F.col("p.id").alias("product_id"))
+        .agg(F.max("p.name").alias("product_name"))
+    )
+    return recs.join(names, "product_id", "left").select(
+        "customer_id",
+        "rank",
+        "product_id",
+        "product_name",
+        "score",
+        F.lit(int(champion.version)).alias("model_version"),
+        F.current_timestamp().alias("generated_at"),
+    )
+
+
+@dg.op
+def rollback_als_champion(context: dg.OpExecutionContext, mlflow: MlflowResource):
+    """Give the champion alias back to the version the current champion replaced."""
+    replaced, restored = mlflow.rollback(MODEL_NAME)
+    context.log.info(f"{MODEL_NAME}: champion moved back from v{replaced} to v{restored}")
+
+
+@dg.job(description="Restore the previous ALS champion in one step.")
+def rollback_champion():
+    rollback_als_champion()

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.assets import als, bronze, gold, silver
+from recsys_assets.assets import als, bronze, churn, gold, silver
 from recsys_assets.jobs import refresh_job
 from recsys_assets.resources.lakehouse import Lakehouse, lakehouse_io_manager
 from recsys_assets.resources.landing import LandingZone
@@ -29,8 +29,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([bronze, silver, gold, als]),
-        asset_checks=dg.load_asset_checks_from_modules([als]),
+        assets=dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
+        asset_checks=dg.load_asset_checks_from_modules([als, churn]),
         jobs=[refresh_job, als.rollback_champion],
         sensors=[csv_drop_sensor],
         resources=build_resources(settings),

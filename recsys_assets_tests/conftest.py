@@ -55,7 +55,7 @@ def materialize(settings: Settings, spark: SparkSession) -> Materialize:
         raise_on_error: bool = True,
     ) -> dg.ExecuteInProcessResult:
         return dg.materialize(
-            list(defs.assets or []),
+            [*(defs.assets or []), *(defs.asset_checks or [])],
             selection=selection,
             resources=defs.resources,
             run_config=run_config,

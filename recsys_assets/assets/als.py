@@ -156,25 +156,24 @@ def top_k_unseen(candidates: DataFrame, seen: DataFrame, k: int) -> DataFrame:
 
 
 def ranking_metrics(recommended: DataFrame, relevant: DataFrame, k: int) -> dict[str, float]:
-    """precision/recall/NDCG/MAP@k of ranked recommendations against each user's relevant items."""
-    keys = relevant.select("product_id").union(recommended.select("product_id")).distinct()
-    product_key = StringIndexer(inputCol="product_id", outputCol="key").fit(keys)
+    """precision/recall/NDCG/MAP@k of ranked recommendations against each user's relevant items.
 
-    def ranked_keys(df: DataFrame, order: str) -> DataFrame:
-        keyed = product_key.transform(df)
-        ordered = F.sort_array(F.collect_list(F.struct(F.col(order), F.col("key"))))
-        return keyed.groupBy("customer_id").agg(
-            F.transform(ordered, lambda s: s["key"]).alias("keys")
-        )
-
-    labels = ranked_keys(relevant.withColumn("rank", F.lit(0)), "rank")
-    predictions = ranked_keys(recommended, "rank")
-    frame = labels.withColumnRenamed("keys", "label").join(
-        predictions.withColumnRenamed("keys", "prediction"), "customer_id", "left"
+    RankingEvaluator wants arrays of doubles: products are keyed by a 64-bit hash of their id
+    (a collision among even a million products has odds below 1e-4).
+    """
+    key = F.xxhash64("product_id").cast("double")
+    predictions = recommended.groupBy("customer_id").agg(
+        F.transform(
+            F.sort_array(F.collect_list(F.struct(F.col("rank"), key.alias("key")))),
+            lambda s: s["key"],
+        ).alias("prediction")
     )
-    frame = frame.withColumn(
-        "prediction", F.coalesce("prediction", F.array().cast("array<double>"))
-    ).cache()
+    labels = relevant.groupBy("customer_id").agg(F.collect_set(key).alias("label"))
+    frame = (
+        labels.join(predictions, "customer_id", "left")
+        .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<double>")))
+        .cache()
+    )
     evaluator = RankingEvaluator(k=k)
     metrics = {
         name: float(evaluator.setMetricName(spark_name).evaluate(frame))
@@ -439,7 +438,7 @@ def customer_recommendations(sales_orders_silver: DataFrame, mlflow: MlflowResou
 
 
 @dg.op
-def rollback_als_champion(context: dg.OpExecutionContext, mlflow: MlflowResource):
+def rollback_als_champion(context: dg.OpExecutionContext, mlflow: MlflowResource) -> None:
     """Give the champion alias back to the version the current champion replaced."""
     replaced, restored = mlflow.rollback(MODEL_NAME)
     context.log.info(f"{MODEL_NAME}: champion moved back from v{replaced} to v{restored}")

@@ -102,15 +102,14 @@ class MlflowResource(dg.ConfigurableResource):
 
     def promote(self, model: str, version: str) -> str | None:
         """Move ``champion`` to ``version``; returns the version it replaced (kept as a tag)."""
-        previous = self.version_with_alias(model, CHAMPION)
-        if previous is not None and previous.version == version:
+        current = self.version_with_alias(model, CHAMPION)
+        previous = str(current.version) if current is not None else None
+        if previous == str(version):
             return None
         if previous is not None:
-            self.client.set_model_version_tag(
-                model, version, PREVIOUS_CHAMPION_TAG, previous.version
-            )
+            self.client.set_model_version_tag(model, version, PREVIOUS_CHAMPION_TAG, previous)
         self.set_alias(model, CHAMPION, version)
-        return previous.version if previous else None
+        return previous
 
     def rollback(self, model: str) -> tuple[str, str]:
         """Give ``champion`` back to the version it replaced; returns (from, to)."""
@@ -121,4 +120,4 @@ class MlflowResource(dg.ConfigurableResource):
         if not previous:
             raise dg.Failure(f"{model} v{current.version} replaced no earlier champion.")
         self.set_alias(model, CHAMPION, previous)
-        return current.version, previous
+        return str(current.version), previous

@@ -125,7 +125,9 @@ def silver_tables(
         outs={
             silver: dg.AssetOut(
                 is_required=False,
-                kinds={"spark", "delta"}, metadata={"schema": "silver"}, description=description
+                kinds={"spark", "delta"},
+                metadata={"schema": "silver"},
+                description=description,
             ),
             quarantine: dg.AssetOut(
                 is_required=False,

@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test dev lint clean
+.PHONY: setup demo test dev mlflow lint clean
 
 setup: $(BIN)/.installed
 
@@ -24,7 +24,8 @@ demo: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/recsys-generate --out $(RECSYS_HOME)/landing $(DEMO_ARGS)
 	$(BIN)/dagster asset materialize -m recsys_assets.definitions --select '*'
-	@echo "Delta tables: $(RECSYS_HOME)/lakehouse/{bronze,silver,gold,ml}/<table>"
+	@echo "Every asset is materialised. Delta tables: $(RECSYS_HOME)/lakehouse/<layer>/<table>;"
+	@echo "MLflow store: $(RECSYS_HOME)/mlflow (browse it with 'make mlflow'); UI: 'make dev'."
 
 test: setup
 	$(BIN)/ruff check .
@@ -33,6 +34,10 @@ test: setup
 dev: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+mlflow: setup
+	mkdir -p $(RECSYS_HOME)/mlflow
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RECSYS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 lint: setup
 	$(BIN)/ruff check --fix .

@@ -8,6 +8,7 @@ from recsys_assets.resources.lakehouse import Lakehouse, lakehouse_io_manager
 from recsys_assets.resources.landing import LandingZone
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.resources.spark import SparkResource
+from recsys_assets.schedules import daily_refresh
 from recsys_assets.sensors import csv_drop_sensor
 from recsys_assets.settings import Settings
 
@@ -32,6 +33,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
         asset_checks=dg.load_asset_checks_from_modules([als, churn]),
         jobs=[refresh_job, als.rollback_champion],
+        schedules=[daily_refresh],
         sensors=[csv_drop_sensor],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

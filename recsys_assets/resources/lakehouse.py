@@ -8,10 +8,12 @@ Data passes Spark <-> Arrow, so no Delta jars are needed on the JVM side.
 from collections.abc import Sequence
 from typing import Any
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
     ConfigurableResource,
+    InputContext,
     MetadataValue,
     OutputContext,
     ResourceDependency,
@@ -49,6 +51,18 @@ class PySparkDeltaTypeHandler(DeltalakeBaseArrowTypeHandler[DataFrame]):
     def from_arrow(self, obj: pa.RecordBatchReader, target_type: type) -> DataFrame:
         session: SparkSession = self._spark.spark_session
         return session.createDataFrame(obj.read_all())
+
+    def load_input(
+        self, context: InputContext, table_slice: TableSlice, connection: TableConnection
+    ) -> DataFrame:
+        try:
+            return super().load_input(context, table_slice, connection)
+        except TableNotFoundError as missing:
+            upstream = context.asset_key.to_user_string()
+            raise dg.Failure(
+                f"Delta table {connection.table_uri} does not exist yet: materialise {upstream} "
+                f"first, or select '*{context.op_def.name}' to include every upstream asset."
+            ) from missing
 
     def handle_output(
         self,

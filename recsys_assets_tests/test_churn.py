@@ -1,0 +1,393 @@
+"""Churn: features, autologged candidates, registry aliases, the blocking gate, batch inference.
+
+Real Spark, Delta tables and an MLflow SQLite store in tmp_path. The full ``+churn_predictions``
+path runs once per module (it is the slow part); later tests build on the registry it leaves.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import mlflow
+import pandas as pd
+import pytest
+from deltalake import write_deltalake
+from mlflow import MlflowClient
+from mlflow import sklearn as mlflow_sklearn
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.utils.autologging_utils import autologging_is_disabled
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+
+from recsys_assets.assets import churn
+from recsys_assets.definitions import build_definitions
+from recsys_assets.resources.mlflow import (
+    CHALLENGER,
+    CHAMPION,
+    DAGSTER_RUN_TAG,
+    PREVIOUS_CHAMPION_TAG,
+    MlflowResource,
+)
+from recsys_assets.settings import Settings
+from recsys_assets_tests.support import generate, read_table
+
+CUSTOMERS, DAYS = 400, 90  # ~6k orders; about 100 validation customers
+
+
+def run_assets(
+    settings: Settings, selection, raise_on_error: bool = True
+) -> dg.ExecuteInProcessResult:
+    """Materialise a selection of the real code location, asset checks included."""
+    defs = build_definitions(settings)
+    return dg.materialize(
+        [*defs.assets, *(defs.asset_checks or [])],
+        selection=selection,
+        resources=defs.resources,
+        raise_on_error=raise_on_error,
+    )
+
+
+def registry(settings: Settings) -> MlflowClient:
+    return MlflowClient(settings.mlflow_tracking_uri)
+
+
+def alias(settings: Settings, name: str) -> ModelVersion:
+    return registry(settings).get_model_version_by_alias(churn.MODEL_NAME, name)
+
+
+def alias_version(settings: Settings, name: str) -> str:
+    return str(alias(settings, name).version)  # the SQLite store gives an int here
+
+
+def versions(settings: Settings) -> list[str]:
+    found = registry(settings).search_model_versions(f"name = '{churn.MODEL_NAME}'")
+    return sorted(str(v.version) for v in found)
+
+
+def gate_evaluation(result: dg.ExecuteInProcessResult):
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "churn_gate"]
+    return evaluation
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    return str(failure.step_failure_data.error)
+
+
+@dataclass(frozen=True)
+class Trained:
+    settings: Settings
+    customers: int
+    result: dg.ExecuteInProcessResult
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, spark) -> Trained:
+    """Generated data taken from the landing zone through to churn_predictions, once."""
+    settings = Settings.from_env({"RECSYS_HOME": str(tmp_path_factory.mktemp("churn") / "home")})
+    summary = generate(settings, customers=CUSTOMERS, days=DAYS)
+    result = run_assets(settings, dg.AssetSelection.assets("churn_predictions").upstream())
+    return Trained(settings, summary.customers, result)
+
+
+# ----------------------------------------------------------------------- the full path
+
+
+def test_candidates_are_autologged_runs_nested_under_one_parent(trained):
+    client = registry(trained.settings)
+    experiment = client.get_experiment_by_name(churn.EXPERIMENT)
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.{DAGSTER_RUN_TAG} = '{trained.result.run_id}'"
+    )
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+    assert {r.info.run_name for r in children} == {"logistic_regression", "random_forest"}
+    assert len(runs) == 1 + len(children)
+    for child in children:
+        assert child.data.params["steps"]  # autologged: the Pipeline's parameters
+        expected = {"logistic_regression": "model__C", "random_forest": "model__n_estimators"}
+        assert expected[child.info.run_name] in child.data.params  # the estimator's own
+        assert 0.5 < child.data.metrics["training_roc_auc"] <= 1.0  # autologged
+        assert 0.0 <= child.data.metrics[churn.AUC_TAG] <= 1.0  # ours, on validation
+        assert child.outputs.model_outputs  # autolog logged the fitted pipeline
+    best = max(children, key=lambda r: r.data.metrics[churn.AUC_TAG])
+    assert parent.data.metrics[churn.AUC_TAG] == best.data.metrics[churn.AUC_TAG]
+    assert parent.data.tags["best_candidate"] == best.info.run_name
+    assert autologging_is_disabled("sklearn")  # the step turned autolog off again
+
+    metadata = trained.result.asset_materializations_for_node("churn_model")[0].metadata
+    assert parent.info.run_id in metadata["mlflow_run"].value
+    table = metadata["candidates"].value
+    assert "logistic_regression" in table and "random_forest" in table
+    assert metadata["val_roc_auc"].value == best.data.metrics[churn.AUC_TAG]
+    assert metadata["model_version"].value == 1
+
+
+def test_best_candidate_is_registered_gated_and_promoted_to_champion(trained):
+    champion, challenger = alias(trained.settings, CHAMPION), alias(trained.settings, CHALLENGER)
+    assert versions(trained.settings) == ["1"]
+    assert str(champion.version) == str(challenger.version) == "1"
+    auc = float(champion.tags[churn.AUC_TAG])
+    assert auc > 0.65, f"the champion's validation ROC AUC is only {auc:.3f}"
+    assert champion.tags[churn.DAGSTER_RUN_TAG] == trained.result.run_id
+    assert champion.tags[churn.VALIDATION_STATUS_TAG] == "PASSED"
+
+    gate = gate_evaluation(trained.result)
+    assert gate.passed and gate.metadata["reason"].value == "no champion yet"
+    assert gate.metadata["challenger"].value == pytest.approx(auc)
+    promoted = trained.result.asset_materializations_for_node("churn_champion")[0]
+    assert promoted.metadata["model_version"].value == 1
+
+
+def test_predictions_score_every_current_customer_with_the_champion(trained):
+    settings = trained.settings
+    predictions = read_table(settings, "gold", "churn_predictions")
+    customers = read_table(settings, "silver", "customers_silver")
+
+    assert list(predictions.columns) == [
+        "customer_id",
+        "churn_probability",
+        "model_version",
+        "scored_at",
+    ]
+    assert len(predictions) == trained.customers and predictions.customer_id.is_unique
+    assert set(predictions.customer_id) == set(customers.customer_id)
+    assert predictions.churn_probability.between(0.0, 1.0).all()
+    assert predictions.churn_probability.std() > 0.05  # not one constant score
+    assert (predictions.model_version == 1).all() and predictions.scored_at.notna().all()
+
+    # Scored from the newest data, not from the training cutoff horizon_days earlier.
+    orders = read_table(settings, "silver", "sales_orders_silver")
+    newest = orders.order_datetime.max()
+    scored = trained.result.asset_materializations_for_node("churn_predictions")[0]
+    assert pd.Timestamp(scored.metadata["features_as_of"].value) == newest.floor("s")
+
+
+def test_features_and_labels_as_of_the_cutoff(trained):
+    settings = trained.settings
+    features = read_table(settings, "gold", "customer_features")
+    training = read_table(settings, "ml", "churn_training_set")
+    orders = read_table(settings, "silver", "sales_orders_silver")
+
+    assert len(features) == trained.customers and features.customer_id.is_unique
+    assert [c for c, _, _ in churn.FEATURE_COLUMNS] == list(features.columns)
+    cutoff = orders.order_datetime.max().floor("s") - timedelta(days=30)
+    assert (features.as_of == cutoff).all()
+
+    # The label, recomputed with pandas from silver: no order in (cutoff, cutoff + 30 days].
+    after = orders[(orders.order_datetime > cutoff)].customer_id.unique()
+    expected = (~training.customer_id.isin(after)).astype(int)
+    assert (training.churned == expected).all()
+    assert 0.1 < training.churned.mean() < 0.5
+    # Frequency before the cutoff, recomputed the same way.
+    before = orders[orders.order_datetime <= cutoff].groupby("customer_id").size()
+    counts = features.set_index("customer_id").order_count
+    assert (counts == before.reindex(counts.index, fill_value=0)).all()
+
+    shares = training.split.value_counts(normalize=True)
+    assert set(shares.index) == {"train", "validation"} and 0.7 < shares["train"] < 0.9
+
+
+# ----------------------------------------------------------------------- the gate
+
+
+def test_an_identical_retrain_does_not_beat_the_champion_and_is_not_promoted(trained):
+    settings = trained.settings
+    result = run_assets(settings, ["churn_model", "churn_champion"], raise_on_error=False)
+
+    assert not result.success
+    gate = gate_evaluation(result)
+    assert not gate.passed
+    assert gate.metadata["challenger_version"].value == 2
+    assert gate.metadata["champion_version"].value == 1
+    assert gate.metadata["challenger"].value == gate.metadata["champion"].value  # same data
+    assert "does not beat" in gate.metadata["reason"].value
+    assert result.asset_materializations_for_node("churn_champion") == []
+    assert alias_version(settings, CHAMPION) == "1"
+    assert alias_version(settings, CHALLENGER) == "2"
+    assert alias(settings, CHALLENGER).tags[churn.VALIDATION_STATUS_TAG] == "FAILED"
+
+
+def test_the_champion_moves_only_after_the_gate_passed_in_the_same_run(trained):
+    settings = trained.settings
+    champion = alias_version(settings, CHAMPION)
+
+    result = run_assets(settings, ["churn_champion"], raise_on_error=False)
+
+    assert not result.success
+    assert "churn_gate did not evaluate" in failure_message(result)
+    assert alias_version(settings, CHAMPION) == champion
+
+
+# ----------------------------------------------------------------------- hand-made training sets
+
+
+def training_rows(n: int, churned) -> pd.DataFrame:
+    """A churn_training_set frame of ``n`` customers (the feature values are arbitrary)."""
+    rows = pd.DataFrame({"customer_id": range(1, n + 1)})
+    for name, type_, _ in churn.FEATURE_COLUMNS[1:]:
+        if type_ == "string":
+            rows[name] = "CA"
+        elif type_ == "timestamp":
+            rows[name] = pd.Timestamp("2024-03-01", tz="UTC")
+        else:
+            rows[name] = (rows.customer_id % 7).astype("float64" if type_ == "double" else "int64")
+    rows[churn.LABEL] = churned(rows.customer_id)
+    rows[churn.SPLIT] = ["validation" if i % 5 == 0 else "train" for i in rows.customer_id]
+    return rows
+
+
+@pytest.mark.parametrize(
+    "rows, cause",
+    [
+        (training_rows(200, lambda ids: 0), "single class"),
+        (training_rows(200, lambda ids: 1), "single class"),
+        (training_rows(8, lambda ids: ids % 2), "too few rows"),
+        (training_rows(200, lambda ids: (ids % 5 == 0).astype(int)), "single class"),  # per split
+        (training_rows(200, lambda ids: ids % 2).assign(split="train"), "too few rows"),
+    ],
+)
+def test_an_unlearnable_training_set_fails_naming_the_cause(rows, cause):
+    with pytest.raises(dg.Failure, match=cause):
+        churn.split_for_training(rows, min_rows=20)
+
+
+@pytest.mark.parametrize(
+    "rows, cause",
+    [
+        (training_rows(200, lambda ids: 0), "single class"),
+        (training_rows(8, lambda ids: ids % 2), "too few rows"),
+    ],
+)
+def test_bad_training_data_fails_the_run_and_moves_no_alias(trained, tmp_path, rows, cause):
+    # The trained registry, with another lakehouse holding a bad churn_training_set.
+    settings = Settings.from_env(
+        {
+            "RECSYS_HOME": str(trained.settings.home),
+            "RECSYS_LAKEHOUSE_URI": str(tmp_path / "lakehouse"),
+        }
+    )
+    write_deltalake(f"{settings.lakehouse_uri}/ml/churn_training_set", rows)
+    before = {a: alias_version(settings, a) for a in (CHAMPION, CHALLENGER)}
+    known = versions(settings)
+
+    result = run_assets(settings, ["churn_model", "churn_champion"], raise_on_error=False)
+
+    assert not result.success
+    assert cause in failure_message(result)
+    assert {a: alias_version(settings, a) for a in (CHAMPION, CHALLENGER)} == before
+    assert versions(settings) == known  # nothing registered
+    client = registry(settings)
+    experiment = client.get_experiment_by_name(churn.EXPERIMENT).experiment_id
+    assert not client.search_runs([experiment], f"tags.{DAGSTER_RUN_TAG} = '{result.run_id}'")
+
+
+def register(tracking: MlflowResource, model: Pipeline, alias_name: str) -> str:
+    """Log a fitted pipeline as autolog does, register it and point ``alias_name`` at it."""
+    with mlflow.start_run(experiment_id=tracking.experiment_id(churn.EXPERIMENT)):
+        info = mlflow_sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="cloudpickle",  # as autolog logs the candidates
+            pip_requirements=["scikit-learn"],  # skips the slow requirements inference
+        )
+    version = str(mlflow.register_model(info.model_uri, churn.MODEL_NAME).version)
+    tracking.set_alias(churn.MODEL_NAME, alias_name, version)
+    return version
+
+
+def test_a_challenger_that_beats_the_champion_is_promoted(settings):
+    tracking = MlflowResource(
+        tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
+    )
+    tracking.setup_for_execution(dg.build_init_resource_context())
+    # Churn depends on a feature's value non-monotonically: a forest learns it, a constant not.
+    rows = training_rows(200, lambda ids: (ids % 7).isin([2, 3]).astype(int))
+    splits = churn.split_for_training(rows, min_rows=20)
+    fitted = {
+        name: Pipeline([("prep", churn.preprocessor(scale=False)), ("model", model)]).fit(
+            churn.model_input(splits.train), splits.train[churn.LABEL]
+        )
+        for name, model in [("weak", DummyClassifier()), ("strong", RandomForestClassifier())]
+    }
+    weak = register(tracking, fitted["weak"], CHAMPION)
+    strong = register(tracking, fitted["strong"], CHALLENGER)
+
+    gate = churn.evaluate_gate("run-1", tracking, splits.validation)
+    promoted = churn.promote_gated_challenger("run-1", tracking)
+
+    assert gate.passed and "beats" in gate.metadata["reason"].value
+    assert gate.metadata["champion"].value == 0.5 and gate.metadata["challenger"].value > 0.9
+    champion = alias(settings, CHAMPION)
+    assert str(champion.version) == strong != weak
+    assert champion.tags[PREVIOUS_CHAMPION_TAG] == weak  # so the rollback job can restore it
+    assert str(promoted.metadata["previous_champion_version"]) == weak
+    with pytest.raises(dg.Failure, match="did not evaluate"):  # the gate's verdict was for run-1
+        churn.promote_gated_challenger("run-2", tracking)
+
+
+# ----------------------------------------------------------------------- features, by hand
+
+CUTOFF = datetime(2024, 3, 1, tzinfo=timezone.utc)
+
+
+def test_customers_without_orders_keep_a_row_with_zero_features(spark):
+    customers = spark.createDataFrame(
+        [(1, "CA", 3, 50), (2, "NY", 0, 10), (3, "TX", 1, 20)],
+        "customer_id long, state string, loyalty_segment int, units_purchased int",
+    )
+    line = "array<struct<id:string, price:double, qty:int>>"
+    orders = spark.createDataFrame(
+        [
+            (1, CUTOFF - timedelta(days=40), [("A", 10.0, 2), ("B", 5.0, 1)]),
+            (1, CUTOFF - timedelta(days=5), [("A", 10.0, 1)]),
+            (1, CUTOFF + timedelta(days=3), [("C", 1.0, 1)]),  # after the cutoff: label only
+            (2, CUTOFF + timedelta(days=31), [("C", 1.0, 1)]),  # after the horizon: ignored
+            (None, CUTOFF - timedelta(days=1), [("A", 1.0, 1)]),  # no customer: ignored
+        ],
+        f"customer_id long, order_datetime timestamp, ordered_products {line}",
+    )
+    as_of = int(CUTOFF.timestamp())
+
+    features = churn.customer_features_as_of(customers, orders, as_of)
+    labelled = churn.with_churn_label(features, orders, horizon_days=30)
+    rows = {r.customer_id: r.asDict() for r in labelled.collect()}
+
+    assert sorted(rows) == [1, 2, 3]
+    assert [f.name for f in features.schema] == [c for c, _, _ in churn.FEATURE_COLUMNS]
+    one = rows[1]
+    assert (one["order_count"], one["orders_last_14d"], one["orders_last_30d"]) == (2, 1, 1)
+    assert one["orders_prev_30d"] == 1 and one["distinct_products"] == 2
+    assert one["days_since_last_order"] == 5.0 and one["days_since_first_order"] == 40.0
+    assert one["total_spend"] == 35.0 and one["spend_last_30d"] == 10.0
+    assert one["avg_order_value"] == 17.5 and one["avg_units_per_order"] == 2.0
+    assert one["avg_line_items"] == 1.5 and one[churn.LABEL] == 0
+    for customer in (2, 3):
+        row = rows[customer]
+        assert all(row[name] == 0 for name in churn.ZERO_WITHOUT_ORDERS), row
+        assert row["days_since_last_order"] == 40.0  # the whole history before the cutoff
+        assert row["state"] and row["loyalty_segment"] is not None
+        assert row[churn.LABEL] == 1
+    assert rows[2]["state"] == "NY" and rows[3]["units_purchased"] == 20
+
+
+def test_the_split_is_a_stable_hash_of_the_customer(spark):
+    df = spark.range(1, 2001).withColumnRenamed("id", "customer_id")
+
+    first = {r.customer_id: r.split for r in churn.with_split(df, 42, 80).collect()}
+    again = {
+        r.customer_id: r.split
+        for r in churn.with_split(df.orderBy("customer_id", ascending=False), 42, 80).collect()
+    }
+    other_seed = {r.customer_id: r.split for r in churn.with_split(df, 7, 80).collect()}
+
+    assert first == again
+    assert first != other_seed
+    assert 0.75 < sum(s == "train" for s in first.values()) / len(first) < 0.85
+
+
+def test_cutoff_parsing_treats_a_zoneless_time_as_utc():
+    assert churn.unix_seconds("2024-03-01") == int(CUTOFF.timestamp())
+    assert churn.unix_seconds("2024-03-01T01:00:00+01:00") == int(CUTOFF.timestamp())

@@ -27,7 +27,6 @@ from recsys_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
 MODEL_NAME = "als_recommendation_model"
 EXPERIMENT = "recsys/als_recommendation"
 K = 10
-VALIDATION_STATUS_TAG = "validation_status"
 RANKING_METRICS = {
     "precision_at_10": "precisionAtK",
     "recall_at_10": "recallAtK",
@@ -368,35 +367,33 @@ def gate_decision(rows: list[dict], config: GateConfig) -> GateDecision:
     description="The challenger must beat the champion's RMSE (or NDCG@10) on als_test.",
 )
 def rmse_gate(
-    config: GateConfig, als_evaluation: DataFrame, mlflow: MlflowResource
+    context: dg.AssetCheckExecutionContext,
+    config: GateConfig,
+    als_evaluation: DataFrame,
+    mlflow: MlflowResource,
 ) -> dg.AssetCheckResult:
     rows = [r.asDict() for r in als_evaluation.collect()]
     decision = gate_decision(rows, config)
-    version = next(str(r["model_version"]) for r in rows if r["role"] == "challenger")
-    status = "PASSED" if decision.passed else "FAILED"
-    client = mlflow.client
-    client.set_model_version_tag(MODEL_NAME, version, VALIDATION_STATUS_TAG, status)
-    client.set_model_version_tag(MODEL_NAME, version, "validation_reason", decision.reason)
+    by_role = {r["role"]: r for r in rows}
+    version = str(by_role["challenger"]["model_version"])
+    champion = by_role.get("champion")
+    mlflow.record_validation(
+        MODEL_NAME,
+        version,
+        decision,
+        context.run.run_id,
+        str(champion["model_version"]) if champion else None,
+    )
     return decision.check_result(challenger_version=int(version))
 
 
 @dg.asset(group_name=GROUP, kinds={"mlflow"}, deps=[als_evaluation])
-def als_champion(mlflow: MlflowResource) -> dg.MaterializeResult:
-    """The registry alias 'champion', moved to the challenger once it has passed the gate."""
-    challenger = mlflow.version_with_alias(MODEL_NAME, CHALLENGER)
-    if challenger is None:
-        raise dg.Failure(f"{MODEL_NAME} has no '{CHALLENGER}' version to promote.")
-    status = challenger.tags.get(VALIDATION_STATUS_TAG)
-    if status != "PASSED":
-        reason = challenger.tags.get("validation_reason", "not evaluated yet")
-        raise dg.Failure(
-            f"{MODEL_NAME} v{challenger.version} has not passed the gate "
-            f"({VALIDATION_STATUS_TAG}={status}: {reason}); champion unchanged."
-        )
-    previous = mlflow.promote(MODEL_NAME, challenger.version)
+def als_champion(context: dg.AssetExecutionContext, mlflow: MlflowResource) -> dg.MaterializeResult:
+    """The registry alias 'champion', moved to the challenger once the gate passed it."""
+    version, previous = mlflow.promote_validated(MODEL_NAME, context.run_id)
     return dg.MaterializeResult(
         metadata={
-            "model_version": dg.MetadataValue.int(int(challenger.version)),
+            "model_version": dg.MetadataValue.int(int(version)),
             "model_uri": f"models:/{MODEL_NAME}@{CHAMPION}",
             "previous_champion_version": previous or "none",
         }
@@ -435,15 +432,3 @@ def customer_recommendations(sales_orders_silver: DataFrame, mlflow: MlflowResou
         F.lit(int(champion.version)).alias("model_version"),
         F.current_timestamp().alias("generated_at"),
     )
-
-
-@dg.op
-def rollback_als_champion(context: dg.OpExecutionContext, mlflow: MlflowResource) -> None:
-    """Give the champion alias back to the version the current champion replaced."""
-    replaced, restored = mlflow.rollback(MODEL_NAME)
-    context.log.info(f"{MODEL_NAME}: champion moved back from v{replaced} to v{restored}")
-
-
-@dg.job(description="Restore the previous ALS champion in one step.")
-def rollback_champion():
-    rollback_als_champion()

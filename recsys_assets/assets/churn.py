@@ -35,6 +35,7 @@ from recsys_assets.resources.mlflow import (
     CHALLENGER,
     CHAMPION,
     DAGSTER_RUN_TAG,
+    NO_CHAMPION,
     MlflowResource,
 )
 from recsys_assets.resources.spark import SparkResource
@@ -51,13 +52,7 @@ DAY = 86_400  # seconds
 # Tags on a registered model version: its validation AUC, and what churn_gate decided about it.
 AUC_TAG = "val_roc_auc"
 CANDIDATE_TAG = "candidate"
-GATE_RUN_TAG = "churn_gate.dagster_run_id"
-VALIDATION_STATUS_TAG = "validation_status"  # PASSED or FAILED, as mlops-stacks and als.py
-VALIDATION_REASON_TAG = "validation_reason"
 GATE_AUC_TAG = "churn_gate.challenger_roc_auc"
-GATE_CHAMPION_TAG = "churn_gate.champion_version"
-GATE_CHAMPION_AUC_TAG = "churn_gate.champion_roc_auc"
-NO_CHAMPION = "none"
 
 # customer_features: (name, Spark type, description). Order counts, spend and basket features
 # are 0 for a customer without orders before the cutoff; see days_since_last_order.
@@ -541,16 +536,14 @@ def evaluate_gate(
     champion = tracking.version_with_alias(MODEL_NAME, CHAMPION)
     champion_auc = roc_auc(load_version(champion.version), validation) if champion else None
     decision = decide(METRIC, challenger_auc, champion_auc, higher_is_better=True)
-    gate_tags = {
-        GATE_RUN_TAG: run_id,
-        VALIDATION_STATUS_TAG: "PASSED" if decision.passed else "FAILED",
-        VALIDATION_REASON_TAG: decision.reason,
-        GATE_AUC_TAG: repr(challenger_auc),
-        GATE_CHAMPION_TAG: str(champion.version) if champion else NO_CHAMPION,
-        GATE_CHAMPION_AUC_TAG: repr(champion_auc) if champion_auc is not None else NO_CHAMPION,
-    }
-    for key, value in gate_tags.items():
-        tracking.client.set_model_version_tag(MODEL_NAME, challenger.version, key, value)
+    tracking.record_validation(
+        MODEL_NAME,
+        str(challenger.version),
+        decision,
+        run_id,
+        str(champion.version) if champion else None,
+        **{GATE_AUC_TAG: repr(challenger_auc)},
+    )
     return decision.check_result(
         challenger_version=int(challenger.version),
         champion_version=int(champion.version) if champion else NO_CHAMPION,
@@ -567,39 +560,14 @@ def churn_champion(
 
 
 def promote_gated_challenger(run_id: str, tracking: MlflowResource) -> dg.MaterializeResult:
-    """Re-verify the gate's decision on the challenger version, then move ``champion`` to it."""
-    challenger = tracking.version_with_alias(MODEL_NAME, CHALLENGER)
-    if challenger is None:
-        raise dg.Failure(f"{MODEL_NAME} has no {CHALLENGER} version to promote.")
-    tags = challenger.tags
-    if tags.get(GATE_RUN_TAG) != run_id:
-        raise dg.Failure(
-            f"churn_gate did not evaluate {MODEL_NAME} v{challenger.version} in this run "
-            f"(run {run_id}); materialise churn_model with its gate first."
-        )
-    champion = tracking.version_with_alias(MODEL_NAME, CHAMPION)
-    current = str(champion.version) if champion else NO_CHAMPION  # alias lookups give ints
-    if current != tags.get(GATE_CHAMPION_TAG):
-        raise dg.Failure(
-            f"The champion moved (now {current}) since churn_gate compared against "
-            f"{tags.get(GATE_CHAMPION_TAG)}: nothing promoted."
-        )
-    champion_auc = tags[GATE_CHAMPION_AUC_TAG]
-    decision = decide(
-        METRIC,
-        float(tags[GATE_AUC_TAG]),
-        None if champion_auc == NO_CHAMPION else float(champion_auc),
-        higher_is_better=True,
-    )
-    if not decision.passed or tags.get(VALIDATION_STATUS_TAG) != "PASSED":
-        raise dg.Failure(f"churn_gate did not pass v{challenger.version}: {decision.reason}")
-    previous = tracking.promote(MODEL_NAME, challenger.version)
+    """Move ``champion`` to the challenger that churn_gate passed in this run."""
+    version, previous = tracking.promote_validated(MODEL_NAME, run_id)
+    auc = tracking.client.get_model_version(MODEL_NAME, version).tags.get(GATE_AUC_TAG)
     return dg.MaterializeResult(
         metadata={
-            "model_version": dg.MetadataValue.int(int(challenger.version)),
+            "model_version": dg.MetadataValue.int(int(version)),
             "previous_champion_version": previous or NO_CHAMPION,
-            AUC_TAG: dg.MetadataValue.float(decision.challenger),
-            "reason": decision.reason,
+            AUC_TAG: dg.MetadataValue.float(float(auc)) if auc else "unknown",
         }
     )
 

@@ -19,9 +19,18 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
+from recsys_assets.promotion import GateDecision
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION_TAG = "previous_champion_version"
+# What a gate decided about a model version (as mlops-stacks' model_validation_status), in which
+# Dagster run, and against which champion: promotion re-checks all three.
+VALIDATION_STATUS_TAG = "validation_status"
+VALIDATION_REASON_TAG = "validation_reason"
+VALIDATION_RUN_TAG = "validation_dagster_run_id"
+VALIDATION_CHAMPION_TAG = "validation_champion_version"
+NO_CHAMPION = "none"
 DAGSTER_RUN_TAG = "dagster_run_id"  # dagster-mlflow's tag, so its run lookup finds ours too
 
 
@@ -99,6 +108,53 @@ class MlflowResource(dg.ConfigurableResource):
 
     def set_alias(self, model: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(model, alias, version)
+
+    def record_validation(
+        self,
+        model: str,
+        version: str,
+        decision: GateDecision,
+        dagster_run_id: str,
+        champion_version: str | None,
+        **extra_tags: str,
+    ) -> None:
+        """Write a gate's verdict on the model version it judged, for promotion and for humans."""
+        tags = {
+            VALIDATION_STATUS_TAG: "PASSED" if decision.passed else "FAILED",
+            VALIDATION_REASON_TAG: decision.reason,
+            VALIDATION_RUN_TAG: dagster_run_id,
+            VALIDATION_CHAMPION_TAG: champion_version or NO_CHAMPION,
+            **extra_tags,
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(model, version, key, value)
+
+    def promote_validated(self, model: str, dagster_run_id: str) -> tuple[str, str | None]:
+        """Move ``champion`` to the challenger if this run's gate passed it against the current
+        champion; returns (promoted version, replaced version). Anything else raises and moves
+        nothing, so a stale verdict or a champion moved meanwhile never promotes."""
+        challenger = self.version_with_alias(model, CHALLENGER)
+        if challenger is None:
+            raise dg.Failure(f"{model} has no '{CHALLENGER}' version to promote.")
+        version, tags = str(challenger.version), challenger.tags
+        if tags.get(VALIDATION_RUN_TAG) != dagster_run_id:
+            raise dg.Failure(
+                f"No gate judged {model} v{version} in this run: materialise the evaluation "
+                "and its gate in the same run as the champion; champion unchanged."
+            )
+        if tags.get(VALIDATION_STATUS_TAG) != "PASSED":
+            raise dg.Failure(
+                f"{model} v{version} failed its gate ({tags.get(VALIDATION_REASON_TAG)}); "
+                "champion unchanged."
+            )
+        current = self.version_with_alias(model, CHAMPION)
+        now = str(current.version) if current else NO_CHAMPION
+        if now != tags.get(VALIDATION_CHAMPION_TAG):
+            raise dg.Failure(
+                f"The champion moved to {now} after the gate compared against "
+                f"{tags.get(VALIDATION_CHAMPION_TAG)}: nothing promoted."
+            )
+        return version, self.promote(model, version)
 
     def promote(self, model: str, version: str) -> str | None:
         """Move ``champion`` to ``version``; returns the version it replaced (kept as a tag)."""

@@ -20,8 +20,11 @@ $(BIN)/.installed: pyproject.toml setup.py
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: setup
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/recsys-generate --out $(RECSYS_HOME)/landing $(DEMO_ARGS)
 	$(BIN)/dagster asset materialize -m recsys_assets.definitions --select '*'
 	@echo "Every asset is materialised. Delta tables: $(RECSYS_HOME)/lakehouse/<layer>/<table>;"
@@ -31,8 +34,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-dev: setup
-	mkdir -p $(DAGSTER_HOME)
+dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 mlflow: setup

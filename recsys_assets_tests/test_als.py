@@ -99,6 +99,7 @@ def test_gate_promotes_first_blocks_weak_promotes_better_and_rolls_back(
     weak = materialize(
         MODEL_ASSETS, run_config=als_config(rank=1, max_iter=1), raise_on_error=False
     )
+    assert not weak.success  # a blocking check that fails fails the run: the CLI exits non-zero
     verdict = gate(weak)
     assert not verdict.passed and "does not beat" in verdict.metadata["reason"].value
     assert verdict.metadata["challenger"].value > verdict.metadata["champion"].value

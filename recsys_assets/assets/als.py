@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from recsys_assets.promotion import GateDecision, decide
 from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
+from recsys_assets.resources.spark import SparkResource
 
 MODEL_NAME = "als_recommendation_model"
 EXPERIMENT = "recsys/als_recommendation"
@@ -244,6 +245,7 @@ def als_challenger(
     als_train: DataFrame,
     mlflow: MlflowResource,
     lakehouse: Lakehouse,
+    spark: SparkResource,
 ) -> dg.MaterializeResult:
     """An implicit-feedback ALS Pipeline fitted on als_train, registered as the challenger."""
     rows = als_train.count()
@@ -263,14 +265,14 @@ def als_challenger(
             }
         )
         model = als_pipeline(config).fit(als_train)
-        example = als_train.select("customer_id", "product_id").limit(5)
-        signature = infer_signature(
-            example.toPandas(), model.transform(example).select("prediction").toPandas()
-        )
+        example = als_train.select("customer_id", "product_id").limit(5).toPandas()
+        predictions = model.transform(spark.spark_session.createDataFrame(example))
+        signature = infer_signature(example, predictions.select("prediction").toPandas())
         logged = mlflow_spark.log_model(
             model,
             artifact_path="model",
             signature=signature,
+            input_example=example,
             registered_model_name=MODEL_NAME,
             pip_requirements=PIP_REQUIREMENTS,  # inferring them starts a second JVM
         )

@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test dev mlflow lint clean
+.PHONY: setup demo test dev mlflow bench lint clean
 
 setup: $(BIN)/.installed
 
@@ -40,6 +40,9 @@ dev: setup $(DAGSTER_HOME)/dagster.yaml
 mlflow: setup
 	mkdir -p $(RECSYS_HOME)/mlflow
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RECSYS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: setup
+	$(BIN)/python benchmarks/als_fit.py
 
 lint: setup
 	$(BIN)/ruff check --fix .

@@ -5,6 +5,7 @@ alias, the gate records its verdict on that model version (``validation_status``
 mlops-stacks does), and ``als_champion`` moves ``champion`` only to a version that passed.
 """
 
+import os
 from typing import Literal
 
 import dagster as dg
@@ -94,6 +95,13 @@ class ALSConfig(dg.Config):
     reg_param: float = 0.1
     alpha: float = 1.0
     seed: int = 42
+    # ALS partitions users and items into blocks; one per core is fastest (benchmarks/README.md).
+    # 0: this machine's core count, right for local[*]; on a cluster set the executor cores.
+    num_blocks: int = 0
+
+    @property
+    def blocks(self) -> int:
+        return self.num_blocks or os.cpu_count() or 2
 
 
 def als_pipeline(config: ALSConfig) -> Pipeline:
@@ -113,6 +121,8 @@ def als_pipeline(config: ALSConfig) -> Pipeline:
                 regParam=config.reg_param,
                 alpha=config.alpha,
                 seed=config.seed,
+                numUserBlocks=config.blocks,
+                numItemBlocks=config.blocks,
             ),
         ]
     )

@@ -17,6 +17,10 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.driver.memory": "4g",
     "spark.ui.showConsoleProgress": "false",
+    # netlib's Java BLAS beats a native one on ALS's tiny per-rating kernels below rank ~50
+    # (benchmarks/README.md); keep it even where a system libblas.so.3 exists.
+    "spark.driver.extraJavaOptions": "-Ddev.ludovic.netlib.blas.allowNative=false "
+    "-Ddev.ludovic.netlib.lapack.allowNative=false",
 }
 
 

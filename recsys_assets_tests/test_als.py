@@ -44,8 +44,10 @@ def lakehouse(settings, split_lakehouse) -> Path:
     return Path(settings.lakehouse_uri)
 
 
-def als_config(rank: int, max_iter: int) -> dict:
-    return {"ops": {"als_challenger": {"config": {"rank": rank, "max_iter": max_iter}}}}
+def als_config(rank: int, max_iter: int, alpha: float = 1.0) -> dict:
+    """Small, fast fits; blocks fixed so the numbers do not depend on the machine's cores."""
+    config = {"rank": rank, "max_iter": max_iter, "alpha": alpha, "num_blocks": 2}
+    return {"ops": {"als_challenger": {"config": config}}}
 
 
 def gate(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
@@ -83,7 +85,7 @@ def test_split_is_a_stable_function_of_the_pair(spark):
 def test_gate_promotes_first_blocks_weak_promotes_better_and_rolls_back(
     settings, lakehouse, materialize
 ):
-    first = materialize(MODEL_ASSETS, run_config=als_config(rank=4, max_iter=3))
+    first = materialize(MODEL_ASSETS, run_config=als_config(rank=2, max_iter=2))
     assert first.success
     assert gate(first).passed and gate(first).metadata["reason"].value == "no champion yet"
     assert champion_version(settings) == "1"
@@ -108,7 +110,8 @@ def test_gate_promotes_first_blocks_weak_promotes_better_and_rolls_back(
     client = mlflow_resource(settings).client
     assert client.get_model_version(MODEL_NAME, "2").tags["validation_status"] == "FAILED"
 
-    better = materialize(MODEL_ASSETS, run_config=als_config(rank=8, max_iter=5))
+    # Measured on this data: RMSE 0.976 (first), 1.063 (weak), 0.789 (better).
+    better = materialize(MODEL_ASSETS, run_config=als_config(rank=4, max_iter=3, alpha=5.0))
     assert gate(better).passed
     assert champion_version(settings) == "3"
     assert client.get_model_version(MODEL_NAME, "3").tags["previous_champion_version"] == "1"

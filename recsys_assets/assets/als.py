@@ -423,7 +423,7 @@ def customer_recommendations(sales_orders_silver: DataFrame, mlflow: MlflowResou
     champion = mlflow.version_with_alias(MODEL_NAME, CHAMPION)
     if champion is None:
         raise dg.Failure(f"{MODEL_NAME} has no '{CHAMPION}': materialise als_champion first.")
-    model = mlflow_spark.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    model = mlflow_spark.load_model(model_uri(champion.version))  # the version we record below
     recs = recommend(model, None, K).withColumn(
         "rank",
         F.row_number().over(

@@ -43,6 +43,7 @@ mlflow: setup
 
 bench: setup
 	$(BIN)/python benchmarks/als_fit.py
+	$(BIN)/python benchmarks/incremental.py
 
 lint: setup
 	$(BIN)/ruff check --fix .

@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test dev mlflow bench lint clean
+.PHONY: setup demo test test-e2e dev mlflow bench lint clean
 
 setup: $(BIN)/.installed
 
@@ -33,6 +33,12 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# End to end, as a user meets it: `dagster dev`, a CSV drop, the sensor's run, the UI in
+# Debian's headless chromium (installed here if missing). A few minutes.
+test-e2e: setup
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(BIN)/pytest recsys_assets_tests/e2e
 
 dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000

@@ -23,6 +23,13 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "-Ddev.ludovic.netlib.lapack.allowNative=false",
 }
 
+# A local[*] driver otherwise binds to the host's first network address; nothing needs to reach
+# it from outside. Not for spark:// masters, whose executors connect back to the driver.
+LOOPBACK: dict[str, str] = {
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": "127.0.0.1",
+}
+
 
 class SparkResource(LazyPySparkResource):
     """A SparkSession created on first use, so steps that never touch Spark never start a JVM.
@@ -54,10 +61,13 @@ def build_session(
     else:
         builder = builder.master(master)
     local = remote is None or not remote.startswith("sc://")
-    for key, value in {
+    in_process = (remote or master).startswith("local")
+    settings = {
         **SQL_DEFAULTS,
         **(LOCAL_DEFAULTS if local else {}),
+        **(LOOPBACK if in_process else {}),
         **(extra or {}),
-    }.items():
+    }
+    for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

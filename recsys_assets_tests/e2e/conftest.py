@@ -1,0 +1,376 @@
+"""A real `dagster dev` (webserver and daemon) on 127.0.0.1, shared by the end-to-end tests.
+
+The session starts ``dagster dev`` in its own process session with a temporary ``DAGSTER_HOME``
+(the repo's dagster.yaml) and ``RECSYS_HOME``, drops a generated batch of CSV files into the
+landing zone and waits for the run that ``csv_drop_sensor`` launches. Teardown stops everything
+the session started (webserver, daemon, code server, run worker, Spark JVM), also on failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recsys_assets import datagen
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT_S = 240  # webserver answering and the code location loaded
+RUN_TIMEOUT_S = 12 * 60  # the sensor's two ticks (15 s apart) plus the whole refresh_job run
+POLL_S = 3
+# Big enough for ALS and for both classes on both sides of the churn split; small enough to be fast.
+DATA = {"customers": 150, "days": 60, "seed": 7, "start_date": date(2024, 1, 1)}
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+# Settings that would send the run elsewhere than the temporary RECSYS_HOME.
+FOREIGN_ENV = (
+    "RECSYS_LAKEHOUSE_URI",
+    "SPARK_MASTER",
+    "SPARK_REMOTE",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "DAGSTER_HOME",
+    "RECSYS_HOME",
+)
+
+
+RESTORE_SIGINT_AND_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+class GraphQLError(Exception):
+    pass
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, interval_s: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def session_members(sid: int) -> list[int]:
+    """Processes of session ``sid``: every descendant of a process started with a new session
+    (Dagster and PySpark never start sessions of their own), even once reparented to init."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        # After the command: state, ppid, pgrp, session.
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+@dataclass
+class DagsterDev:
+    """A running ``dagster dev`` and its temporary homes."""
+
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+    dagster_home: Path
+    recsys_home: Path
+    location: str = ""  # the code location and its repository, once loaded
+    repository: str = ""
+    last_error: str = ""  # of the last GraphQL request while waiting for the webserver
+
+    @property
+    def landing(self) -> Path:
+        return self.recsys_home / "landing"
+
+    def graphql(self, query: str, variables: dict | None = None, timeout_s: float = 30) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            payload = json.load(response)
+        if payload.get("errors"):
+            raise GraphQLError(json.dumps(payload["errors"], indent=1)[:3000])
+        return payload["data"]
+
+    def log_tail(self, lines: int = 120) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"dagster dev exited with code {self.process.returncode}; log tail:\n"
+                + self.log_tail()
+            )
+
+    def stop(self) -> None:
+        """SIGTERM lets dagster dev stop its webserver and daemon; then anything left of the
+        session (code server, run worker, Spark's JVM) is killed by pid."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        sid = self.process.pid
+        try:
+            wait_for(lambda: not kill_all(sid), 30, 0.5, "the dagster dev session to exit")
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(timeout=30)
+
+
+def kill_all(sid: int) -> list[int]:
+    """SIGKILL every live member of session ``sid``; returns the pids signalled."""
+    members = session_members(sid)
+    for pid in members:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return members
+
+
+LOCATION_QUERY = """
+{
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on RepositoryLocation { name repositories { name } }
+          ... on PythonError { message stack }
+        }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def loaded_location(dev: DagsterDev) -> tuple[str, str] | None:
+    """(location, repository) once the code location is loaded; raises on a load error."""
+    dev.check_alive()
+    try:
+        data = dev.graphql(LOCATION_QUERY, timeout_s=10)
+    except (OSError, http.client.HTTPException, ValueError, GraphQLError) as exc:
+        dev.last_error = repr(exc)
+        return None  # not answering yet
+    workspace = data["workspaceOrError"]
+    if workspace["__typename"] != "Workspace":
+        return None
+    for entry in workspace["locationEntries"]:
+        location = entry["locationOrLoadError"]
+        if location is None or entry["loadStatus"] != "LOADED":
+            return None
+        if location["__typename"] == "PythonError":
+            raise RuntimeError(
+                f"code location {entry['name']} failed to load:\n"
+                + location["message"]
+                + "".join(location["stack"])
+            )
+        return location["name"], location["repositories"][0]["name"]
+    return None
+
+
+@pytest.fixture(scope="session")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
+    root = tmp_path_factory.mktemp("dagster_dev")
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    recsys_home = root / "recsys"
+    recsys_home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+    env |= {
+        "DAGSTER_HOME": str(dagster_home),
+        "RECSYS_HOME": str(recsys_home),
+        "SPARK_LOCAL_IP": HOST,  # Spark's driver would bind to the host's first non-loopback IP
+    }
+    port = free_port()
+    dagster = Path(sys.executable).parent / "dagster"
+    cmd = [str(dagster), "dev", "-m", "recsys_assets.definitions", "-h", HOST, "-p", str(port)]
+    # dagster dev stops on SIGTERM by treating it as SIGINT, which a shell ignores in background
+    # jobs (`make test-e2e &`) and children inherit: restore SIGINT's default, then exec.
+    cmd = [sys.executable, "-c", RESTORE_SIGINT_AND_EXEC, *cmd]
+    log_path = root / "dagster-dev.log"
+    with log_path.open("wb") as log:
+        # A new session: every process it starts can be found, and stopped, by its session id.
+        process = subprocess.Popen(
+            cmd,
+            cwd=root,  # Spark and MLflow leave nothing in the repo
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    dev = DagsterDev(process, f"http://{HOST}:{port}", log_path, dagster_home, recsys_home)
+    try:
+        try:
+            dev.location, dev.repository = wait_for(
+                lambda: loaded_location(dev), STARTUP_TIMEOUT_S, 1, "dagster dev to load the code"
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"{exc}; last error: {dev.last_error}; log tail:\n{dev.log_tail()}"
+            ) from exc
+        yield dev
+    finally:
+        dev.stop()
+
+
+RUNS_QUERY = """
+query Runs($filter: RunsFilter) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs {
+      results { runId jobName status startTime endTime tags { key value } }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+SENSOR_QUERY = """
+query Sensor($selector: SensorSelector!, $ticks: Int) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor {
+      name
+      sensorState {
+        status
+        ticks(limit: $ticks) { status timestamp runIds skipReason error { message } }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+FAILURES_QUERY = """
+query Failures($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent { stepKey error { message } }
+        ... on RunFailureEvent { message }
+      }
+    }
+  }
+}
+"""
+
+
+def runs(dev: DagsterDev, **run_filter: Any) -> list[dict]:
+    data = dev.graphql(RUNS_QUERY, {"filter": run_filter})["runsOrError"]
+    assert data["__typename"] == "Runs", data
+    return data["results"]
+
+
+def sensor(dev: DagsterDev, name: str, ticks: int = 5) -> dict:
+    """The sensor's state and its latest ``ticks`` ticks, newest first."""
+    selector = {
+        "repositoryName": dev.repository,
+        "repositoryLocationName": dev.location,
+        "sensorName": name,
+    }
+    data = dev.graphql(SENSOR_QUERY, {"selector": selector, "ticks": ticks})["sensorOrError"]
+    assert data["__typename"] == "Sensor", data
+    return data
+
+
+def failures(dev: DagsterDev, run_id: str) -> str:
+    """The step and run failure messages of a run, for assertion messages."""
+    data = dev.graphql(FAILURES_QUERY, {"runId": run_id})["logsForRun"]
+    events = data.get("events", [])
+    lines = []
+    for e in events:
+        if e["__typename"] == "ExecutionStepFailureEvent":
+            lines.append(f"step {e['stepKey']} failed: {e['error']['message']}")
+        elif e["__typename"] == "RunFailureEvent":
+            lines.append(f"run failed: {e['message']}")
+    return "\n".join(lines) or "(no failure events)"
+
+
+def tags(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["tags"]}
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """The drop and the run of ``refresh_job`` that the sensor started for it."""
+
+    summary: datagen.GenerationSummary
+    run: dict
+
+
+@pytest.fixture(scope="session")
+def refresh(dagster_dev: DagsterDev) -> Refresh:
+    """Drop a generated batch into the landing zone and wait for the sensor's run to end."""
+    dev = dagster_dev
+    assert runs(dev) == [], "a fresh instance has no runs"
+    summary = datagen.generate(dev.landing, **DATA)
+
+    def finished_run() -> dict | None:
+        dev.check_alive()
+        done = [r for r in runs(dev, pipelineName="refresh_job") if r["status"] in TERMINAL]
+        return done[0] if done else None
+
+    try:
+        run = wait_for(finished_run, RUN_TIMEOUT_S, POLL_S, "the sensor's refresh_job run")
+    except TimeoutError as exc:
+        ticks = sensor(dev, "csv_drop_sensor")["sensorState"]["ticks"]
+        pending = runs(dev)
+        raise TimeoutError(
+            f"{exc}\nlast sensor ticks: {json.dumps(ticks, indent=1)}\n"
+            f"runs: {json.dumps(pending, indent=1)}\nlog tail:\n{dev.log_tail()}"
+        ) from exc
+    return Refresh(summary, run)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed end-to-end test shows the tail of the dagster dev log."""
+    report = yield
+    dev = getattr(item, "funcargs", {}).get("dagster_dev")
+    if report.failed and isinstance(dev, DagsterDev):
+        report.sections.append(("dagster dev log (tail)", dev.log_tail()))
+    return report

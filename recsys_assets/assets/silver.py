@@ -145,8 +145,17 @@ def silver_tables(
         ],
     )
     def _silver(context: dg.AssetExecutionContext, bronze: DataFrame) -> Iterator:
+        # The rule counts, the silver write and the quarantine write all read the typed rows
+        # (JSON parsing included): compute them once. Each Output is stored before we resume.
+        rows = typed(bronze).cache()
         try:
-            applied = expectations.apply(typed(bronze), rules, keys)
+            yield from _evaluate_and_write(context, rows)
+        finally:
+            rows.unpersist()
+
+    def _evaluate_and_write(context: dg.AssetExecutionContext, rows: DataFrame) -> Iterator:
+        try:
+            applied = expectations.apply(rows, rules, keys)
         except expectations.ExpectationFailed as failure:
             raise dg.Failure(description=str(failure)) from failure
         selected_checks = {key.name for key in context.selected_asset_check_keys}

@@ -37,7 +37,7 @@ test: setup
 # End to end, as a user meets it: `dagster dev`, a CSV drop, the sensor's run, the UI in
 # Debian's headless chromium (installed here if missing). A few minutes.
 test-e2e: setup
-	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	$(BIN)/pytest recsys_assets_tests/e2e
 
 dev: setup $(DAGSTER_HOME)/dagster.yaml

@@ -40,9 +40,6 @@ class Settings:
     def landing_dir(self) -> Path:
         return self.home / "landing"
 
-    def landing_folder(self, table: str) -> Path:
-        return self.landing_dir / table
-
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

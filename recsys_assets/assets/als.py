@@ -6,6 +6,7 @@ mlops-stacks does), and ``als_champion`` moves ``champion`` only to a version th
 """
 
 import os
+from dataclasses import dataclass
 from typing import Literal
 
 import dagster as dg
@@ -193,11 +194,30 @@ def ranking_metrics(recommended: DataFrame, relevant: DataFrame, k: int) -> dict
     return metrics
 
 
-def evaluate_model(
-    model: PipelineModel, train: DataFrame, test: DataFrame, k: int = K
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class HeldOut:
+    """What every evaluated model (and the baseline) is scored on, derived once."""
+
+    train: DataFrame
+    test: DataFrame
+    users: DataFrame  # test customers also seen in training: those a recommender can rank for
+    relevant: DataFrame  # their held-out (customer, product) pairs
+    candidates: int  # k plus the most products a user bought in training: room to drop them
+
+
+def held_out(train: DataFrame, test: DataFrame, k: int = K) -> HeldOut:
+    users = (
+        test.select("customer_id")
+        .distinct()
+        .join(train.select("customer_id").distinct(), "customer_id")
+    )
+    most_seen = train.groupBy("customer_id").count().agg(F.max("count")).first()
+    return HeldOut(train, test, users, test.join(users, "customer_id"), k + int(most_seen[0] or 0))
+
+
+def evaluate_model(model: PipelineModel, data: HeldOut, k: int = K) -> dict[str, float]:
     """RMSE on the held-out pairs the model can score, and ranking metrics for warm users."""
-    scored = model.transform(test)
+    scored = model.transform(data.test)
     scored_rows = scored.count()
     if scored_rows == 0:
         raise dg.Failure(
@@ -207,42 +227,25 @@ def evaluate_model(
     rmse = RegressionEvaluator(
         metricName="rmse", labelCol="interaction_weight", predictionCol="prediction"
     ).evaluate(scored)
-    users = warm_users(train, test)
-    seen_max = max_items_per_user(train)
-    candidates = recommend(model, users, k + seen_max)
-    recommended = top_k_unseen(candidates, train, k)
+    candidates = recommend(model, data.users, data.candidates)
+    recommended = top_k_unseen(candidates, data.train, k)
     return {
         "rmse": float(rmse),
         "scored_rows": float(scored_rows),
-        **ranking_metrics(recommended, test.join(users, "customer_id"), k),
+        **ranking_metrics(recommended, data.relevant, k),
     }
 
 
-def warm_users(train: DataFrame, test: DataFrame) -> DataFrame:
-    """Test customers who also appear in training: the users a recommender can rank for."""
-    return (
-        test.select("customer_id")
-        .distinct()
-        .join(train.select("customer_id").distinct(), "customer_id")
-    )
-
-
-def max_items_per_user(train: DataFrame) -> int:
-    row = train.groupBy("customer_id").count().agg(F.max("count")).first()
-    return int(row[0] or 0) if row else 0
-
-
-def popularity_metrics(train: DataFrame, test: DataFrame, k: int = K) -> dict[str, float]:
+def popularity_metrics(data: HeldOut, k: int = K) -> dict[str, float]:
     """The baseline: every user gets the most popular products they have not bought yet."""
-    users = warm_users(train, test)
     popular = (
-        train.groupBy("product_id")
+        data.train.groupBy("product_id")
         .agg(F.countDistinct("customer_id").alias("score"))
         .orderBy(F.desc("score"), "product_id")
-        .limit(k + max_items_per_user(train))
+        .limit(data.candidates)
     )
-    recommended = top_k_unseen(users.crossJoin(popular), train, k)
-    return ranking_metrics(recommended, test.join(users, "customer_id"), k)
+    recommended = top_k_unseen(data.users.crossJoin(popular), data.train, k)
+    return ranking_metrics(recommended, data.relevant, k)
 
 
 # ---------------------------------------------------------------- assets
@@ -318,14 +321,15 @@ def als_evaluation(
     champion = mlflow.version_with_alias(MODEL_NAME, CHAMPION)
     evaluated = {"challenger": challenger, **({"champion": champion} if champion else {})}
 
+    data = held_out(als_train, als_test)
     results: list[dict] = []
     with mlflow.start_run(context, "evaluation", experiment=EXPERIMENT) as run:
         for role, version in evaluated.items():
             model = mlflow_spark.load_model(model_uri(version.version))
-            metrics = evaluate_model(model, als_train, als_test)
+            metrics = evaluate_model(model, data)
             results.append({"role": role, "model_version": int(version.version), **metrics})
             log_param(f"{role}_model_uri", model_uri(version.version))
-        baseline = popularity_metrics(als_train, als_test)
+        baseline = popularity_metrics(data)
         results.append({"role": "popularity", "model_version": None, "rmse": None, **baseline})
         for result in results:
             log_metrics({f"{result['role']}_{k}": v for k, v in result.items() if is_metric(k, v)})

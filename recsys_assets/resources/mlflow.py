@@ -154,18 +154,10 @@ class MlflowResource(dg.ConfigurableResource):
                 f"The champion moved to {now} after the gate compared against "
                 f"{tags.get(VALIDATION_CHAMPION_TAG)}: nothing promoted."
             )
-        return version, self.promote(model, version)
-
-    def promote(self, model: str, version: str) -> str | None:
-        """Move ``champion`` to ``version``; returns the version it replaced (kept as a tag)."""
-        current = self.version_with_alias(model, CHAMPION)
-        previous = str(current.version) if current is not None else None
-        if previous == str(version):
-            return None
-        if previous is not None:
-            self.client.set_model_version_tag(model, version, PREVIOUS_CHAMPION_TAG, previous)
+        if now != NO_CHAMPION:  # kept on the new champion, for the rollback job
+            self.client.set_model_version_tag(model, version, PREVIOUS_CHAMPION_TAG, now)
         self.set_alias(model, CHAMPION, version)
-        return previous
+        return version, None if now == NO_CHAMPION else now
 
     def rollback(self, model: str) -> tuple[str, str]:
         """Give ``champion`` back to the version it replaced; returns (from, to)."""

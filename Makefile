@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test test-e2e dev mlflow bench lint clean
+.PHONY: setup demo test test-e2e test-cluster dev mlflow bench lint clean
 
 setup: $(BIN)/.installed
 
@@ -39,6 +39,12 @@ test: setup
 test-e2e: setup
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	$(BIN)/pytest recsys_assets_tests/e2e
+
+# Scale-out, on loopback: PostgreSQL (Debian's, installed here if missing), an MLflow server on
+# it, a Spark standalone cluster and a Spark Connect server; the same graph on each. A few minutes.
+test-cluster: setup
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+	$(BIN)/pytest recsys_assets_tests/cluster
 
 dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000

@@ -24,6 +24,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             tracking_uri=settings.mlflow_tracking_uri,
             registry_uri=settings.mlflow_registry_uri,
             artifact_root=settings.mlflow_artifact_root,
+            spark_staging_uri=settings.spark_staging_uri,
         ),
     }
 

@@ -37,6 +37,11 @@ class Settings:
         return (self.home / "mlflow" / "artifacts").as_uri() if local else None
 
     @property
+    def spark_staging_uri(self) -> str:
+        """Beside the tables: storage that Spark, wherever it runs, and this process share."""
+        return f"{self.lakehouse_uri.rstrip('/')}/_staging"
+
+    @property
     def landing_dir(self) -> Path:
         return self.home / "landing"
 

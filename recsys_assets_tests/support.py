@@ -8,6 +8,18 @@ from deltalake import DeltaTable
 from recsys_assets import datagen
 from recsys_assets.settings import Settings
 
+# Where a process sends its tables, Spark work, MLflow runs and Dagster runs: tests that start
+# the CLI or `dagster dev` set these themselves, so the caller's shell never leaks in.
+DEPLOYMENT_ENV = (
+    "RECSYS_HOME",
+    "RECSYS_LAKEHOUSE_URI",
+    "SPARK_MASTER",
+    "SPARK_REMOTE",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "DAGSTER_HOME",
+)
+
 
 def generate(settings: Settings, **kwargs) -> datagen.GenerationSummary:
     """Small generated data in the landing zone."""

@@ -301,7 +301,9 @@ def register(tracking: MlflowResource, model: Pipeline, alias_name: str) -> str:
 
 def test_a_challenger_that_beats_the_champion_is_promoted(settings):
     tracking = MlflowResource(
-        tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifact_root=settings.mlflow_artifact_root,
+        spark_staging_uri=settings.spark_staging_uri,
     )
     tracking.setup_for_execution(dg.build_init_resource_context())
     # Churn depends on a feature's value non-monotonically: a forest learns it, a constant not.

@@ -12,7 +12,6 @@ from typing import Literal
 import dagster as dg
 import pyspark
 from mlflow import log_metrics, log_param, log_params
-from mlflow import spark as mlflow_spark
 from mlflow.models import infer_signature
 from mlflow.version import VERSION as mlflow_version
 from pyspark.ml import Pipeline, PipelineModel
@@ -281,7 +280,7 @@ def als_challenger(
         example = als_train.select("customer_id", "product_id").limit(5).toPandas()
         predictions = model.transform(spark.spark_session.createDataFrame(example))
         signature = infer_signature(example, predictions.select("prediction").toPandas())
-        logged = mlflow_spark.log_model(
+        logged = mlflow.log_spark_model(
             model,
             artifact_path="model",
             signature=signature,
@@ -325,7 +324,7 @@ def als_evaluation(
     results: list[dict] = []
     with mlflow.start_run(context, "evaluation", experiment=EXPERIMENT) as run:
         for role, version in evaluated.items():
-            model = mlflow_spark.load_model(model_uri(version.version))
+            model = mlflow.load_spark_model(model_uri(version.version))
             metrics = evaluate_model(model, data)
             results.append({"role": role, "model_version": int(version.version), **metrics})
             log_param(f"{role}_model_uri", model_uri(version.version))
@@ -427,7 +426,7 @@ def customer_recommendations(sales_orders_silver: DataFrame, mlflow: MlflowResou
     champion = mlflow.version_with_alias(MODEL_NAME, CHAMPION)
     if champion is None:
         raise dg.Failure(f"{MODEL_NAME} has no '{CHAMPION}': materialise als_champion first.")
-    model = mlflow_spark.load_model(model_uri(champion.version))  # the version we record below
+    model = mlflow.load_spark_model(model_uri(champion.version))  # the version we record below
     recs = recommend(model, None, K).withColumn(
         "rank",
         F.row_number().over(

@@ -10,7 +10,7 @@ from functools import reduce
 
 import dagster as dg
 from deltalake import DeltaTable
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
@@ -46,8 +46,7 @@ def ingested_files(table: DeltaTable | None) -> set[str]:
     return set(column.unique().to_pylist())
 
 
-def read_csv_drops(spark: SparkResource, files: list[str], columns: tuple[str, ...]) -> DataFrame:
-    session = spark.spark_session
+def read_csv_drops(session: SparkSession, files: list[str], columns: tuple[str, ...]) -> DataFrame:
     schema = raw_schema(columns)
     if not files:
         empty = StructType([*schema.fields, StructField(SOURCE_FILE, StringType())])
@@ -83,7 +82,7 @@ def bronze_asset(source: str, columns: tuple[str, ...]) -> dg.AssetsDefinition:
         context.add_output_metadata(
             {"new_files": len(new), "files": dg.MetadataValue.json(sorted(new)[:100])}
         )
-        return read_csv_drops(spark, new, columns)
+        return read_csv_drops(spark.spark_session, new, columns)
 
     return _bronze
 

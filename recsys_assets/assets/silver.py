@@ -6,8 +6,10 @@ written: the silver table stays at its previous Delta version.
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import dagster as dg
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
@@ -106,15 +108,27 @@ def unique_orders(valid: DataFrame) -> DataFrame:
     return latest_per_key(valid, "order_number")
 
 
-def silver_tables(
-    source: str,
-    typed: Callable[[DataFrame], DataFrame],
-    rules: tuple[Expectation, ...],
-    keys: list[str],
-    conform: Callable[[DataFrame], DataFrame],
-    description: str,
-) -> dg.AssetsDefinition:
+@dataclass(frozen=True)
+class SilverSpec:
+    """How one bronze table becomes its silver and quarantine tables."""
+
+    source: str
+    typed: Callable[[DataFrame], DataFrame]
+    rules: tuple[Expectation, ...]
+    keys: list[str]  # the bronze columns shown for a row that fails an expect_or_fail rule
+    conform: Callable[[DataFrame], DataFrame]
+    description: str
+
+    def typed_rows(self, bronze: DataFrame) -> DataFrame:
+        """The typed rows, persisted: the rule counts, the silver write and the quarantine write
+        all read them (JSON parsing included). On disk, not in the driver's heap, which also
+        holds the input and the collected output (benchmarks/README.md); unpersist when done."""
+        return self.typed(bronze).persist(StorageLevel.DISK_ONLY)
+
+
+def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
     """The ``<source>_silver`` and ``<source>_quarantine`` assets, one check per rule."""
+    source, rules = spec.source, spec.rules
     bronze, silver, quarantine = f"{source}_bronze", f"{source}_silver", f"{source}_quarantine"
     all_rules = (expectations.WELL_FORMED, *rules)
 
@@ -127,7 +141,7 @@ def silver_tables(
                 is_required=False,
                 kinds={"spark", "delta"},
                 metadata={"schema": "silver"},
-                description=description,
+                description=spec.description,
             ),
             quarantine: dg.AssetOut(
                 is_required=False,
@@ -145,9 +159,7 @@ def silver_tables(
         ],
     )
     def _silver(context: dg.AssetExecutionContext, bronze: DataFrame) -> Iterator:
-        # The rule counts, the silver write and the quarantine write all read the typed rows
-        # (JSON parsing included): compute them once. Each Output is stored before we resume.
-        rows = typed(bronze).cache()
+        rows = spec.typed_rows(bronze)  # each Output is stored before we resume
         try:
             yield from _evaluate_and_write(context, rows)
         finally:
@@ -155,7 +167,7 @@ def silver_tables(
 
     def _evaluate_and_write(context: dg.AssetExecutionContext, rows: DataFrame) -> Iterator:
         try:
-            applied = expectations.apply(rows, rules, keys)
+            applied = expectations.apply(rows, rules, spec.keys)
         except expectations.ExpectationFailed as failure:
             raise dg.Failure(description=str(failure)) from failure
         selected_checks = {key.name for key in context.selected_asset_check_keys}
@@ -179,7 +191,7 @@ def silver_tables(
         context.log.info(f"violations per rule: {summary}")
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         if silver in selected:
-            yield dg.Output(conform(applied.passing), silver)
+            yield dg.Output(spec.conform(applied.passing), silver)
         if quarantine in selected:
             yield dg.Output(applied.quarantine, quarantine)
         else:  # it is rebuilt from bronze on its next materialisation, so nothing is lost
@@ -188,7 +200,7 @@ def silver_tables(
     return _silver
 
 
-customers_silver = silver_tables(
+CUSTOMERS = SilverSpec(
     "customers",
     customers_typed,
     expectations.CUSTOMERS,
@@ -196,7 +208,7 @@ customers_silver = silver_tables(
     current_customers,
     "Current customers (SCD2 open record), typed and validated.",
 )
-sales_orders_silver = silver_tables(
+SALES_ORDERS = SilverSpec(
     "sales_orders",
     sales_orders_typed,
     expectations.SALES_ORDERS,
@@ -204,6 +216,8 @@ sales_orders_silver = silver_tables(
     unique_orders,
     "Orders, one row per order_number, typed, with ordered_products parsed.",
 )
+customers_silver = silver_tables(CUSTOMERS)
+sales_orders_silver = silver_tables(SALES_ORDERS)
 
 
 @dg.asset(
@@ -215,6 +229,10 @@ def sales_orders_customer_join_min(
     sales_orders_silver: DataFrame, customers_silver: DataFrame
 ) -> DataFrame:
     """Orders left-joined to their customer's current record, as in the DLT retail notebook."""
+    return join_customers(sales_orders_silver, customers_silver)
+
+
+def join_customers(sales_orders_silver: DataFrame, customers_silver: DataFrame) -> DataFrame:
     customers = customers_silver.select(
         "customer_id", "state", "city", "lon", "lat", "units_purchased", "loyalty_segment"
     )

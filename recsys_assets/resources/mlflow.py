@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import mlflow
@@ -17,9 +18,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models.model import ModelInfo
 from pydantic import Field
+from pyspark.ml import PipelineModel
 
 from recsys_assets.promotion import GateDecision
+from recsys_assets.resources import mlflow_spark
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -44,6 +48,10 @@ class MlflowResource(dg.ConfigurableResource):
     )
     experiment_name: str = Field(default="recsys/als_recommendation")
     ui_url: str = Field(default="http://127.0.0.1:5000", description="The MLflow UI, for links.")
+    spark_staging_uri: str = Field(
+        description="Folder that Spark (also a cluster or Connect server) and this process share, "
+        "where Spark ML models are staged on their way to and from MLflow over Spark Connect."
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if self.tracking_uri.startswith("sqlite:///"):
@@ -91,6 +99,14 @@ class MlflowResource(dg.ConfigurableResource):
             nested=nested,
         ) as run:
             yield run
+
+    def log_spark_model(self, model: PipelineModel, **kwargs: Any) -> ModelInfo:
+        """``mlflow.spark.log_model``, also over Spark Connect."""
+        return mlflow_spark.log_model(model, self.spark_staging_uri, **kwargs)
+
+    def load_spark_model(self, model_uri: str) -> PipelineModel:
+        """``mlflow.spark.load_model``, also over Spark Connect."""
+        return mlflow_spark.load_model(model_uri, self.spark_staging_uri)
 
     def run_url(self, run: Run) -> dg.MetadataValue:
         info = run.info

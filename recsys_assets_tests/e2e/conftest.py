@@ -13,12 +13,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -27,25 +25,16 @@ from typing import Any
 import pytest
 
 from recsys_assets import datagen
+from recsys_assets_tests.processes import HOST, free_port, kill_all, wait_for
+from recsys_assets_tests.support import DEPLOYMENT_ENV
 
 REPO = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 240  # webserver answering and the code location loaded
 RUN_TIMEOUT_S = 12 * 60  # the sensor's two ticks (15 s apart) plus the whole refresh_job run
 POLL_S = 3
 # Big enough for ALS and for both classes on both sides of the churn split; small enough to be fast.
 DATA = {"customers": 150, "days": 60, "seed": 7, "start_date": date(2024, 1, 1)}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-# Settings that would send the run elsewhere than the temporary RECSYS_HOME.
-FOREIGN_ENV = (
-    "RECSYS_LAKEHOUSE_URI",
-    "SPARK_MASTER",
-    "SPARK_REMOTE",
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "DAGSTER_HOME",
-    "RECSYS_HOME",
-)
 
 
 RESTORE_SIGINT_AND_EXEC = (
@@ -56,39 +45,6 @@ RESTORE_SIGINT_AND_EXEC = (
 
 class GraphQLError(Exception):
     pass
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, interval_s: float, what: str) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def session_members(sid: int) -> list[int]:
-    """Processes of session ``sid``: every descendant of a process started with a new session
-    (Dagster and PySpark never start sessions of their own), even once reparented to init."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # exited meanwhile
-        # After the command: state, ppid, pgrp, session.
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
 
 
 @dataclass
@@ -151,17 +107,6 @@ class DagsterDev:
             self.process.wait(timeout=30)
 
 
-def kill_all(sid: int) -> list[int]:
-    """SIGKILL every live member of session ``sid``; returns the pids signalled."""
-    members = session_members(sid)
-    for pid in members:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return members
-
-
 LOCATION_QUERY = """
 {
   workspaceOrError {
@@ -216,7 +161,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     recsys_home = root / "recsys"
     recsys_home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
     env |= {
         "DAGSTER_HOME": str(dagster_home),
         "RECSYS_HOME": str(recsys_home),

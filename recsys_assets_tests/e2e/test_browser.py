@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys_assets_tests.e2e.conftest import DagsterDev, Refresh, session_members
+from recsys_assets_tests.e2e.conftest import DagsterDev, Refresh
+from recsys_assets_tests.processes import session_members
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 WINDOW = (1600, 1000)

@@ -23,8 +23,8 @@ from recsys_assets_tests.e2e.conftest import (
     Refresh,
     failures,
     runs,
-    wait_for,
 )
+from recsys_assets_tests.processes import wait_for
 
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {

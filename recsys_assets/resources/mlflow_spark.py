@@ -1,0 +1,97 @@
+"""Spark ML models in and out of MLflow's ``spark`` flavour, on classic Spark or Spark Connect.
+
+On classic Spark this is ``mlflow.spark.log_model``/``load_model``. Over a remote Spark Connect
+server those fail: they copy the model between Spark's file system and the client through the
+driver JVM (``SparkContext._gateway``), which a Connect client does not have. There the model is
+saved and loaded by the server through a staging folder that client and cluster share (under
+the lakehouse, like Databricks' ``dfs_tmpdir`` on DBFS), copied with pyarrow, and described by
+the same ``MLmodel`` metadata, so either side loads what the other logged.
+"""
+
+import os
+import tempfile
+import uuid
+from typing import Any
+
+import mlflow
+import pyarrow.fs as pafs
+from mlflow import spark as mlflow_spark
+from mlflow.models import get_model_info
+from mlflow.models.model import Model, ModelInfo
+from pyspark.ml import PipelineModel
+from pyspark.sql.utils import is_remote
+
+SPARKML_DIR = "sparkml"  # where the spark flavour keeps Spark ML's own model files
+
+
+def log_model(model: PipelineModel, staging_uri: str, **kwargs: Any) -> ModelInfo:
+    """``mlflow.spark.log_model(model, **kwargs)``, also over Spark Connect."""
+    if not is_remote():
+        return mlflow_spark.log_model(model, **kwargs)
+    return Model.log(
+        flavor=_StagedSparkFlavor, spark_model=model, staging_uri=staging_uri, **kwargs
+    )
+
+
+def load_model(model_uri: str, staging_uri: str) -> PipelineModel:
+    """``mlflow.spark.load_model(model_uri)``, also over Spark Connect.
+
+    Over Connect the model stays staged, one copy per logged model: Spark reads a model's data
+    lazily, as it is used, and a logged model never changes.
+    """
+    if not is_remote():
+        return mlflow_spark.load_model(model_uri)
+    staged = f"{staging_uri.rstrip('/')}/models/{get_model_info(model_uri).model_uuid}"
+    filesystem, path = pafs.FileSystem.from_uri(staged)
+    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+        filesystem.create_dir(os.path.dirname(path))
+        with tempfile.TemporaryDirectory() as local:
+            downloaded = mlflow.artifacts.download_artifacts(model_uri, dst_path=local)
+            partial = _staging_path(staging_uri)
+            _copy_tree(os.path.join(downloaded, SPARKML_DIR), partial)
+        filesystem.move(pafs.FileSystem.from_uri(partial)[1], path)  # whole, or not there
+    return PipelineModel.load(staged)
+
+
+class _StagedSparkFlavor:
+    """A flavour module for ``Model.log`` that writes the spark flavour through the staging area."""
+
+    @staticmethod
+    def save_model(
+        spark_model: PipelineModel,
+        path: str,
+        staging_uri: str,
+        mlflow_model: Model | None = None,
+        signature=None,
+        input_example=None,
+        pip_requirements=None,
+        **_: Any,
+    ) -> None:
+        staged = _staging_path(staging_uri)
+        spark_model.write().overwrite().save(staged)  # written by the cluster
+        os.makedirs(path, exist_ok=True)
+        _copy_tree(staged, os.path.join(path, SPARKML_DIR))
+        _delete_tree(staged)
+        mlflow_spark._save_model_metadata(  # the flavour's own MLmodel, conda and pip files
+            dst_dir=path,
+            spark_model=spark_model,
+            mlflow_model=mlflow_model or Model(),
+            conda_env=None,
+            code_paths=None,
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+        )
+
+
+def _staging_path(staging_uri: str) -> str:
+    return f"{staging_uri.rstrip('/')}/{uuid.uuid4().hex}"
+
+
+def _copy_tree(source: str, destination: str) -> None:
+    pafs.copy_files(source, destination)  # local folders or object-store URIs alike
+
+
+def _delete_tree(uri: str) -> None:
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    filesystem.delete_dir(path)

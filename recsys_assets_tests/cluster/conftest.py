@@ -1,0 +1,277 @@
+"""The engines a team already runs, started for real on free loopback ports, stopped on exit.
+
+PostgreSQL (Debian's server, in a temporary folder) holds the MLflow tracking server's store and
+the Dagster instance; a Spark standalone cluster (a master and two workers, from the installed
+pyspark) runs executors; a Spark Connect server runs its driver on that cluster. Every process is
+started in a session of its own and stopped with it, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pyspark
+import pytest
+
+from recsys_assets_tests.processes import HOST, Service, free_port, listening
+
+SPARK_HOME = Path(pyspark.__file__).parent
+# Every Spark process (master, workers, executors, drivers) binds to and advertises loopback.
+SPARK_ENV = {"SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": HOST, "SPARK_NO_DAEMONIZE": "1"}
+WORKERS = 2
+# Two slots per worker, and two cores per application by default: the Connect server's
+# application and a classic driver can run at once, each with one executor on every worker.
+WORKER_CORES, APP_CORES = 2, 2
+
+
+def http_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except (OSError, ValueError):
+        return None
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every server's log, kept for a failing test's report."""
+    return tmp_path_factory.mktemp("server-logs")
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@dataclass(frozen=True)
+class Postgres:
+    port: int
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg2://postgres@{HOST}:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres"):
+        return psycopg2.connect(
+            host=HOST, port=self.port, user="postgres", dbname=database, connect_timeout=2
+        )
+
+    def answers(self) -> bool:
+        try:
+            self.connect().close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
+
+def postgres_bin() -> Path:
+    """Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    initdb = found[-1] if found else (shutil.which("initdb") and Path(shutil.which("initdb")))
+    if not initdb:
+        pytest.fail("No PostgreSQL server: `make test-cluster` installs Debian's postgresql.")
+    return initdb.parent
+
+
+@pytest.fixture(scope="session")
+def postgres(logs: Path) -> Iterator[Postgres]:
+    """A throwaway PostgreSQL with databases ``dagster`` and ``mlflow``, trusted on loopback."""
+    bindir = postgres_bin()
+    root = Path(tempfile.mkdtemp(prefix="recsys-pg-"))
+    as_owner: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as Debian's postgres user
+        owner = pwd.getpwnam("postgres")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    data = root / "data"
+    subprocess.run(
+        [*as_owner, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    server = Postgres(free_port())
+    service = Service.start(
+        "postgres",
+        [
+            *as_owner,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-k",
+            str(root),
+            *f"-p {server.port} -c listen_addresses={HOST} -c fsync=off".split(),
+        ],
+        logs,
+        ready=server.answers,
+    )
+    try:
+        connection = server.connect()
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for database in ("dagster", "mlflow"):
+                cursor.execute(f"CREATE DATABASE {database}")
+        connection.close()
+        yield server
+    finally:
+        service.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- MLflow
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres: Postgres, logs: Path, tmp_path_factory) -> Iterator[str]:
+    """``mlflow server`` on PostgreSQL, serving artifacts from a local folder; its URI."""
+    port = free_port()
+    artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
+    uri = f"http://{HOST}:{port}"
+    service = Service.start(
+        "mlflow",
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            *f"--host {HOST} --port {port} --workers 1 --serve-artifacts".split(),
+            "--backend-store-uri",
+            postgres.url("mlflow"),
+            "--artifacts-destination",
+            artifacts.as_uri(),
+        ],
+        logs,
+        ready=lambda: http_ok(f"{uri}/health"),
+    )
+    try:
+        yield uri
+    finally:
+        service.stop()
+
+
+# ---------------------------------------------------------------- Spark
+
+
+@dataclass(frozen=True)
+class SparkCluster:
+    url: str
+    web_url: str
+    work_dirs: tuple[Path, ...]
+
+    def state(self) -> dict:
+        return http_json(f"{self.web_url}/json/") or {}
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(logs: Path, tmp_path_factory) -> Iterator[SparkCluster]:
+    """A standalone master and two workers, started with the installed pyspark's spark-class."""
+    port, web_port = free_port(), free_port()
+    cluster = SparkCluster(
+        f"spark://{HOST}:{port}",
+        f"http://{HOST}:{web_port}",
+        tuple(tmp_path_factory.mktemp(f"spark-worker-{i}") for i in range(WORKERS)),
+    )
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    services = []
+    try:
+        master_env = {
+            **os.environ,
+            **SPARK_ENV,
+            "SPARK_MASTER_OPTS": f"-Dspark.deploy.defaultCores={APP_CORES}",
+        }
+        services.append(
+            Service.start(
+                "spark-master",
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--webui-port",
+                    str(web_port),
+                ],
+                logs,
+                ready=lambda: cluster.state().get("status") == "ALIVE",
+                env=master_env,
+            )
+        )
+        for i, work_dir in enumerate(cluster.work_dirs):
+            services.append(
+                Service.start(
+                    f"spark-worker-{i}",
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        cluster.url,
+                        "--host",
+                        HOST,
+                        "--webui-port",
+                        str(free_port()),
+                        "--cores",
+                        str(WORKER_CORES),
+                        "--memory",
+                        "3g",
+                        "--work-dir",
+                        str(work_dir),
+                    ],
+                    logs,
+                    ready=lambda i=i: cluster.state().get("aliveworkers", 0) > i,
+                    env={**os.environ, **SPARK_ENV},
+                )
+            )
+        yield cluster
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(spark_cluster: SparkCluster, logs: Path, tmp_path_factory) -> Iterator[str]:
+    """A Spark Connect server (sbin/start-connect-server.sh) whose driver uses the cluster."""
+    port = free_port()
+    daemon_dir = tmp_path_factory.mktemp("spark-connect")
+    env = {
+        **os.environ,
+        **SPARK_ENV,
+        "SPARK_LOG_DIR": str(daemon_dir),
+        "SPARK_PID_DIR": str(daemon_dir),
+    }
+    service = Service.start(
+        "spark-connect",
+        [
+            str(SPARK_HOME / "sbin" / "start-connect-server.sh"),
+            "--master",
+            spark_cluster.url,
+            "--conf",
+            f"spark.connect.grpc.binding.address={HOST}",
+            "--conf",
+            f"spark.connect.grpc.binding.port={port}",
+            "--conf",
+            "spark.ui.enabled=false",
+        ],
+        logs,
+        ready=lambda: listening(port),
+        env=env,
+        timeout_s=180,
+    )
+    try:
+        yield f"sc://{HOST}:{port}"
+    finally:
+        service.stop()

@@ -1,0 +1,199 @@
+"""The same materialise-all, by configuration alone: embedded defaults, a Spark standalone cluster,
+and a Spark Connect server on that cluster with an MLflow tracking server and a Dagster instance
+on PostgreSQL. Each run is the Dagster CLI in a subprocess, as a user runs it; the tables must
+hold the same rows and the champion must behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from mlflow import MlflowClient
+
+from recsys_assets.assets import als, churn
+from recsys_assets.resources.mlflow import CHAMPION
+from recsys_assets.settings import Settings
+from recsys_assets_tests.cluster.conftest import Postgres, SparkCluster
+from recsys_assets_tests.processes import HOST
+from recsys_assets_tests.support import DEPLOYMENT_ENV, generate
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT_S = 600
+# Small models, so the lifecycle below is quick; the same on every deployment.
+FIRST = {"rank": 2, "max_iter": 2}
+WEAK = {"rank": 1, "max_iter": 1}
+BETTER = {"rank": 4, "max_iter": 3, "alpha": 5.0}
+TABLES = [
+    ("bronze", "customers_bronze"),
+    ("bronze", "sales_orders_bronze"),
+    ("silver", "customers_silver"),
+    ("silver", "customers_quarantine"),
+    ("silver", "sales_orders_silver"),
+    ("silver", "sales_orders_quarantine"),
+    ("silver", "sales_orders_customer_join_min"),
+    ("gold", "als_interactions_30d"),
+    ("gold", "customer_features"),
+    ("ml", "als_train"),
+    ("ml", "als_test"),
+    ("ml", "churn_training_set"),
+    ("gold", "churn_predictions"),
+    ("gold", "customer_recommendations"),
+]
+# Columns that name where or when a run happened, not what it computed.
+RUN_COLUMNS = {"_ingested_at", "generated_at", "scored_at", "dagster_run_id"}
+
+
+def als_config(params: dict) -> dict:
+    return {"ops": {"als_challenger": {"config": params}}}
+
+
+@dataclass
+class Deployment:
+    """One configuration of the project: its state, its Dagster instance, its environment."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    def dagster(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "dagster", *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+
+    def materialize(self, selection: str, config: dict) -> subprocess.CompletedProcess:
+        return self.dagster(
+            "asset", "materialize", "-m", "recsys_assets.definitions",
+            "--select", selection, "--config-json", json.dumps(config),
+        )  # fmt: skip
+
+    def rows(self, layer: str, table: str) -> list[str]:
+        """Every row as canonical JSON, sorted: equal lists mean the same rows."""
+        data = DeltaTable(f"{self.settings.lakehouse_uri}/{layer}/{table}").to_pyarrow_table()
+        data = data.drop_columns([c for c in data.column_names if c in RUN_COLUMNS])
+        return sorted(canonical(row) for row in data.to_pylist())
+
+
+def canonical(row: dict) -> str:
+    if "_source_file" in row:  # the file, not the folder it landed in
+        row = {**row, "_source_file": Path(row["_source_file"]).name}
+    # Sums over differently partitioned data differ in their last bits (1e-12 seen).
+    return json.dumps(
+        {k: f"{v:.9g}" if isinstance(v, float) else v for k, v in row.items()},
+        sort_keys=True,
+        default=str,
+    )
+
+
+def deployment(root: Path, instance_yaml: str, **env: str) -> Deployment:
+    """Generated data and an instance folder under ``root``; ``env`` picks the engines."""
+    dagster_home = root / "dagster"
+    dagster_home.mkdir(parents=True)
+    shutil.copy(REPO / instance_yaml, dagster_home / "dagster.yaml")
+    clean = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
+    full_env = {**clean, "RECSYS_HOME": str(root / "recsys"), "DAGSTER_HOME": str(dagster_home)}
+    target = Deployment(root, {**full_env, **env})
+    generate(target.settings)
+    return target
+
+
+def assert_succeeded(run: subprocess.CompletedProcess) -> None:
+    assert run.returncode == 0 and "RUN_SUCCESS" in run.stderr, run.stderr[-5000:]
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory) -> Deployment:
+    """The reference: embedded defaults (local Spark, SQLite MLflow, Dagster on SQLite)."""
+    target = deployment(tmp_path_factory.mktemp("embedded"), "dagster.yaml")
+    assert_succeeded(target.materialize("*", als_config(FIRST)))
+    return target
+
+
+def assert_same_tables(deployed: Deployment, reference: Deployment) -> None:
+    for layer, table in TABLES:
+        assert deployed.rows(layer, table) == reference.rows(layer, table), f"{layer}.{table}"
+
+
+def champion(client: MlflowClient, model: str) -> str:
+    return str(client.get_model_version_by_alias(model, CHAMPION).version)
+
+
+def test_standalone_cluster_runs_the_graph_in_its_workers(
+    spark_cluster: SparkCluster, embedded: Deployment, tmp_path
+):
+    target = deployment(tmp_path, "dagster.yaml", SPARK_MASTER=spark_cluster.url,
+                        SPARK_LOCAL_IP=HOST)  # fmt: skip
+
+    assert_succeeded(target.materialize("*", als_config(FIRST)))
+
+    assert_same_tables(target, embedded)
+    # Executors ran in the worker processes: each worker launched one for the run's application
+    # and its log shows tasks.
+    (app,) = [a for a in spark_cluster.state()["completedapps"] if a["name"] == "recsys_assets"]
+    for work_dir in spark_cluster.work_dirs:
+        logs = list((work_dir / app["id"]).glob("*/stderr"))
+        assert logs and any("Running task" in log.read_text() for log in logs), work_dir
+
+
+def test_connect_server_mlflow_server_and_postgres_instance(
+    spark_connect: str, mlflow_server: str, postgres: Postgres, embedded: Deployment, tmp_path
+):
+    target = deployment(
+        tmp_path,
+        "dagster.postgres.yaml",
+        SPARK_REMOTE=spark_connect,
+        MLFLOW_TRACKING_URI=mlflow_server,
+        DAGSTER_PG_URL=postgres.url("dagster"),
+    )
+    client = MlflowClient(mlflow_server)
+
+    # The whole graph, model training and logging included, through Spark Connect.
+    assert_succeeded(target.materialize("*", als_config(FIRST)))
+    assert_same_tables(target, embedded)
+    for model in (als.MODEL_NAME, churn.MODEL_NAME):
+        assert champion(client, model) == "1"
+        assert client.get_model_version(model, "1").tags["validation_status"] == "PASSED"
+
+    # The lifecycle on the tracking server: a weak challenger is blocked, a better one promoted,
+    # and the rollback job gives the alias back.
+    models = "als_challenger als_evaluation als_champion customer_recommendations".split()
+    weak = target.materialize(",".join(models), als_config(WEAK))
+    assert weak.returncode != 0 and "does not beat" in weak.stderr, weak.stderr[-3000:]
+    assert champion(client, als.MODEL_NAME) == "1"
+    assert client.get_model_version(als.MODEL_NAME, "2").tags["validation_status"] == "FAILED"
+    assert_succeeded(target.materialize(",".join(models), als_config(BETTER)))
+    assert champion(client, als.MODEL_NAME) == "3"
+    rollback = target.dagster("job", "execute", "-m", "recsys_assets.definitions",
+                              "-j", "rollback_champion")  # fmt: skip
+    assert_succeeded(rollback)
+    assert champion(client, als.MODEL_NAME) == "1"
+
+    # Runs, their event logs and schedule state live in PostgreSQL.
+    schedule = target.dagster("schedule", "start", "daily_refresh",
+                              "-m", "recsys_assets.definitions")  # fmt: skip
+    assert schedule.returncode == 0, schedule.stderr[-3000:]
+    with postgres.connect("dagster") as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT status FROM runs ORDER BY create_timestamp")
+        assert [s for (s,) in cursor.fetchall()] == ["SUCCESS", "FAILURE", "SUCCESS", "SUCCESS"]
+        cursor.execute(
+            "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+        )
+        assert cursor.fetchone()[0] > len(TABLES)
+        cursor.execute("SELECT status, instigator_body FROM instigators")
+        states = {status for status, body in cursor.fetchall() if '"daily_refresh"' in body}
+        assert states == {"RUNNING"}

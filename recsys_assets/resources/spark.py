@@ -13,14 +13,18 @@ SQL_DEFAULTS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
+# netlib's Java BLAS beats a native one on ALS's tiny per-rating kernels below rank ~50
+# (benchmarks/README.md); keep it even where a system libblas.so.3 exists.
+JAVA_BLAS = (
+    "-Ddev.ludovic.netlib.blas.allowNative=false -Ddev.ludovic.netlib.lapack.allowNative=false"
+)
+# For a driver started by this process (local[*] or a spark:// master).
 LOCAL_DEFAULTS: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.driver.memory": "4g",
     "spark.ui.showConsoleProgress": "false",
-    # netlib's Java BLAS beats a native one on ALS's tiny per-rating kernels below rank ~50
-    # (benchmarks/README.md); keep it even where a system libblas.so.3 exists.
-    "spark.driver.extraJavaOptions": "-Ddev.ludovic.netlib.blas.allowNative=false "
-    "-Ddev.ludovic.netlib.lapack.allowNative=false",
+    "spark.driver.extraJavaOptions": JAVA_BLAS,
+    "spark.executor.extraJavaOptions": JAVA_BLAS,  # executors of a spark:// master
 }
 
 # A local[*] driver otherwise binds to the host's first network address; nothing needs to reach

@@ -173,9 +173,11 @@ def test_connect_server_mlflow_server_and_postgres_instance(
     # and the rollback job gives the alias back.
     models = "als_challenger als_evaluation als_champion customer_recommendations".split()
     weak = target.materialize(",".join(models), als_config(WEAK))
-    assert weak.returncode != 0 and "does not beat" in weak.stderr, weak.stderr[-3000:]
+    assert weak.returncode != 0 and "rmse_gate" in weak.stderr, weak.stderr[-3000:]
     assert champion(client, als.MODEL_NAME) == "1"
-    assert client.get_model_version(als.MODEL_NAME, "2").tags["validation_status"] == "FAILED"
+    verdict = client.get_model_version(als.MODEL_NAME, "2").tags
+    assert verdict["validation_status"] == "FAILED"
+    assert "does not beat" in verdict["validation_reason"]
     assert_succeeded(target.materialize(",".join(models), als_config(BETTER)))
     assert champion(client, als.MODEL_NAME) == "3"
     rollback = target.dagster("job", "execute", "-m", "recsys_assets.definitions",

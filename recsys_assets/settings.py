@@ -6,6 +6,7 @@ All local state sits under one root, ``RECSYS_HOME`` (default ``.recsys`` in the
       landing/customers/       CSV drops, ingested exactly once each
       landing/sales_orders/
       lakehouse/<layer>/<table>  Delta tables, layer = bronze | silver | gold | ml
+      lakehouse/_staging/      Spark ML models on their way to and from MLflow over Spark Connect
       mlflow/                  SQLite tracking store and registry, artifacts
       dagster/                 DAGSTER_HOME for `make dev` and `make demo`
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -65,6 +66,59 @@ def kill_all(sid: int) -> list[int]:
     return members
 
 
+def run(
+    command: Sequence[str], env: dict[str, str], cwd: Path, timeout_s: float
+) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a session of its own: whatever it started (a Spark JVM, say) is
+    killed with it, also on a timeout."""
+    process = subprocess.Popen(
+        list(command),
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    finally:
+        kill_all(process.pid)
+        process.wait()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def listening_addresses(pids: Sequence[int]) -> set[str]:
+    """The IPv4/IPv6 addresses on which these processes have listening TCP sockets."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    addresses = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                addresses.add(decode_address(local.split(":")[0]))
+    return addresses
+
+
+def decode_address(hex_address: str) -> str:
+    """/proc/net/tcp's little-endian hex address as text."""
+    raw = bytes.fromhex(hex_address)
+    # Each 32-bit word is in host (little-endian) order.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(words)
+    return str(getattr(address, "ipv4_mapped", None) or address)  # ::ffff:127.0.0.1 as IPv4
+
+
 @dataclass
 class Service:
     """A server process started by a test, in a session of its own, logging to a file."""
@@ -105,6 +159,9 @@ class Service:
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             raise RuntimeError(f"{self.name} exited with code {self.process.returncode}")
+
+    def listening_addresses(self) -> set[str]:
+        return listening_addresses(session_members(self.process.pid))
 
     def log_tail(self, lines: int = 60) -> str:
         try:

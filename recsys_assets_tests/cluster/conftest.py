@@ -57,6 +57,12 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("server-logs")
 
 
+@pytest.fixture(scope="session")
+def servers() -> list[Service]:
+    """Every server this session started, for tests about all of them."""
+    return []
+
+
 # ---------------------------------------------------------------- PostgreSQL
 
 
@@ -90,7 +96,7 @@ def postgres_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres(logs: Path) -> Iterator[Postgres]:
+def postgres(logs: Path, servers: list[Service]) -> Iterator[Postgres]:
     """A throwaway PostgreSQL with databases ``dagster`` and ``mlflow``, trusted on loopback."""
     bindir = postgres_bin()
     root = Path(tempfile.mkdtemp(prefix="recsys-pg-"))
@@ -120,6 +126,7 @@ def postgres(logs: Path) -> Iterator[Postgres]:
         logs,
         ready=server.answers,
     )
+    servers.append(service)
     try:
         connection = server.connect()
         connection.autocommit = True
@@ -137,7 +144,9 @@ def postgres(logs: Path) -> Iterator[Postgres]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(postgres: Postgres, logs: Path, tmp_path_factory) -> Iterator[str]:
+def mlflow_server(
+    postgres: Postgres, logs: Path, servers: list[Service], tmp_path_factory
+) -> Iterator[str]:
     """``mlflow server`` on PostgreSQL, serving artifacts from a local folder; its URI."""
     port = free_port()
     artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
@@ -158,6 +167,7 @@ def mlflow_server(postgres: Postgres, logs: Path, tmp_path_factory) -> Iterator[
         logs,
         ready=lambda: http_ok(f"{uri}/health"),
     )
+    servers.append(service)
     try:
         yield uri
     finally:
@@ -178,7 +188,7 @@ class SparkCluster:
 
 
 @pytest.fixture(scope="session")
-def spark_cluster(logs: Path, tmp_path_factory) -> Iterator[SparkCluster]:
+def spark_cluster(logs: Path, servers: list[Service], tmp_path_factory) -> Iterator[SparkCluster]:
     """A standalone master and two workers, started with the installed pyspark's spark-class."""
     port, web_port = free_port(), free_port()
     cluster = SparkCluster(
@@ -236,6 +246,7 @@ def spark_cluster(logs: Path, tmp_path_factory) -> Iterator[SparkCluster]:
                     env={**os.environ, **SPARK_ENV},
                 )
             )
+        servers.extend(services)
         yield cluster
     finally:
         for service in reversed(services):
@@ -243,7 +254,9 @@ def spark_cluster(logs: Path, tmp_path_factory) -> Iterator[SparkCluster]:
 
 
 @pytest.fixture(scope="session")
-def spark_connect(spark_cluster: SparkCluster, logs: Path, tmp_path_factory) -> Iterator[str]:
+def spark_connect(
+    spark_cluster: SparkCluster, logs: Path, servers: list[Service], tmp_path_factory
+) -> Iterator[str]:
     """A Spark Connect server (sbin/start-connect-server.sh) whose driver uses the cluster."""
     port = free_port()
     daemon_dir = tmp_path_factory.mktemp("spark-connect")
@@ -271,6 +284,7 @@ def spark_connect(spark_cluster: SparkCluster, logs: Path, tmp_path_factory) -> 
         env=env,
         timeout_s=180,
     )
+    servers.append(service)
     try:
         yield f"sc://{HOST}:{port}"
     finally:

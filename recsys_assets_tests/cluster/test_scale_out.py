@@ -6,6 +6,7 @@ hold the same rows and the champion must behave the same.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from recsys_assets.assets import als, churn
 from recsys_assets.resources.mlflow import CHAMPION
 from recsys_assets.settings import Settings
 from recsys_assets_tests.cluster.conftest import Postgres, SparkCluster
-from recsys_assets_tests.processes import HOST
+from recsys_assets_tests.processes import HOST, Service, run
 from recsys_assets_tests.support import DEPLOYMENT_ENV, generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,14 +68,7 @@ class Deployment:
         return Settings.from_env(self.env)
 
     def dagster(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "dagster", *args],
-            env=self.env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-        )
+        return run([sys.executable, "-m", "dagster", *args], self.env, self.root, RUN_TIMEOUT_S)
 
     def materialize(self, selection: str, config: dict) -> subprocess.CompletedProcess:
         return self.dagster(
@@ -199,3 +193,13 @@ def test_connect_server_mlflow_server_and_postgres_instance(
         cursor.execute("SELECT status, instigator_body FROM instigators")
         states = {status for status, body in cursor.fetchall() if '"daily_refresh"' in body}
         assert states == {"RUNNING"}
+
+
+def test_every_server_listens_on_loopback_only(
+    servers: list[Service], postgres, mlflow_server, spark_cluster, spark_connect
+):
+    assert {s.name for s in servers} >= {"postgres", "mlflow", "spark-master", "spark-connect"}
+    for server in servers:
+        addresses = server.listening_addresses()
+        assert addresses, f"{server.name} listens nowhere"
+        assert all(ipaddress.ip_address(a).is_loopback for a in addresses), (server.name, addresses)

@@ -61,26 +61,31 @@ class _StagedSparkFlavor:
         spark_model: PipelineModel,
         path: str,
         staging_uri: str,
-        mlflow_model: Model | None = None,
+        mlflow_model: Model,
+        conda_env=None,
+        code_paths=None,
         signature=None,
         input_example=None,
         pip_requirements=None,
-        **_: Any,
+        extra_pip_requirements=None,
     ) -> None:
         staged = _staging_path(staging_uri)
         spark_model.write().overwrite().save(staged)  # written by the cluster
         os.makedirs(path, exist_ok=True)
         _copy_tree(staged, os.path.join(path, SPARKML_DIR))
         _delete_tree(staged)
-        mlflow_spark._save_model_metadata(  # the flavour's own MLmodel, conda and pip files
+        # The flavour's own MLmodel, conda and pip files. Private, but pinned with mlflow, and
+        # test_mlflow_spark.py loads the result with mlflow.spark.load_model.
+        mlflow_spark._save_model_metadata(
             dst_dir=path,
             spark_model=spark_model,
-            mlflow_model=mlflow_model or Model(),
-            conda_env=None,
-            code_paths=None,
+            mlflow_model=mlflow_model,
+            conda_env=conda_env,
+            code_paths=code_paths,
             signature=signature,
             input_example=input_example,
             pip_requirements=pip_requirements,
+            extra_pip_requirements=extra_pip_requirements,
         )
 
 

@@ -54,8 +54,10 @@ mlflow: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RECSYS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 bench: setup
-	$(BIN)/python benchmarks/als_fit.py
-	$(BIN)/python benchmarks/incremental.py
+	$(BIN)/python benchmarks/als_fit.py --repeats 2
+	$(BIN)/python benchmarks/incremental.py --orders 1000000
+	$(BIN)/python benchmarks/overhead.py --orders 100000
+	$(BIN)/python benchmarks/scale.py --sizes 10000 100000 1000000
 
 lint: setup
 	$(BIN)/ruff check --fix .

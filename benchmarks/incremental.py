@@ -9,6 +9,7 @@ Delta) in one process, one after the other; the script prints both wall times an
 """
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--drops", type=int, default=4, help="files of the initial load")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as home:
@@ -51,23 +53,30 @@ def main(argv: list[str] | None = None) -> int:
             drops=args.drops,
             start_date=start,
         )
-        materialize_bronze(defs)  # warm-up: JVM start and JIT are not the ingest's cost
-        shutil.rmtree(Path(settings.lakehouse_uri) / "bronze")  # the timed load starts empty
-        full = materialize_bronze(defs)
-
-        datagen.generate(
-            settings.landing_dir,
-            customers=args.customers,
-            days=1,
-            orders=max(1, args.orders // 100),
-            start_date=start + timedelta(days=90),
-        )
-        incremental = materialize_bronze(defs)
+        # Warm-up: JVM start and JIT are not the ingest's cost. Both paths the timed runs take:
+        # a load, and a run that finds nothing new (as customers_bronze does below).
+        materialize_bronze(defs)
+        materialize_bronze(defs)
+        fulls, drops = [], []
+        for _ in range(args.repeats):  # best of N: the machine is shared and noisy
+            shutil.rmtree(Path(settings.lakehouse_uri) / "bronze")  # the timed load starts empty
+            fulls.append(materialize_bronze(defs))
+        for repeat in range(args.repeats):  # each time a new 1% file, on a new day
+            datagen.generate(
+                settings.landing_dir,
+                customers=args.customers,
+                days=1,
+                orders=max(1, args.orders // 100),
+                start_date=start + timedelta(days=90 + repeat),
+            )
+            drops.append(materialize_bronze(defs))
+        full, incremental = min(fulls), min(drops)
 
     ratio = incremental / full
     verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
-    print(f"orders={args.orders:,} full ingest={full:.2f}s  1% drop={incremental:.2f}s  "
-          f"ratio={ratio:.3f}  target <= {TARGET_RATIO}: {verdict}")  # fmt: skip
+    print(f"incremental: orders={args.orders:,} full ingest={full:.2f}s 1% drop={incremental:.2f}s "
+          f"ratio={ratio:.2f}  target <= {TARGET_RATIO}: {verdict}  "
+          f"(load {os.getloadavg()[0]:.1f})")  # fmt: skip
     return 0
 
 

@@ -63,8 +63,13 @@ def test_materialises_every_table_and_quarantines_bad_rows_with_reasons(settings
 def test_each_file_is_ingested_exactly_once(settings, materialize):
     first = generate(settings)
     materialize(BRONZE)
-    materialize(BRONZE)  # nothing new: nothing read again
+    version = delta_table(settings, "bronze", "sales_orders_bronze").version()
+    again = materialize(BRONZE)  # nothing new: nothing read again, and no empty commit
+    assert delta_table(settings, "bronze", "sales_orders_bronze").version() == version
     assert len(read_table(settings, "bronze", "sales_orders_bronze")) == first.orders
+    metadata = again.asset_materializations_for_node("sales_orders_bronze")[0].metadata
+    assert metadata["dagster/row_count"].value == first.orders
+    assert metadata["rows_written"].value == 0 and metadata["new_files"].value == 0
 
     second = generate(settings, start_date=date(2024, 3, 1))  # a later drop; customers.csv again
     result = materialize()

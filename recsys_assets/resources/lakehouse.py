@@ -78,15 +78,22 @@ class PySparkDeltaTypeHandler(DeltalakeBaseArrowTypeHandler[DataFrame]):
         # deltalake 1.x's arro3 add actions, and we want a schema that may evolve on overwrite.
         mode = (context.definition_metadata or {}).get("mode") or "overwrite"
         data = obj.toArrow()
-        write_deltalake(
-            connection.table_uri,
-            data,
-            mode=mode,
-            schema_mode="overwrite" if mode == "overwrite" else None,
-            storage_options=connection.storage_options,
-            commit_properties=CommitProperties(custom_metadata={"dagster_run_id": context.run_id}),
-        )
-        table = DeltaTable(connection.table_uri, storage_options=connection.storage_options)
+        try:
+            table = DeltaTable(connection.table_uri, storage_options=connection.storage_options)
+        except TableNotFoundError:
+            table = None
+        if table is None or mode == "overwrite" or data.num_rows:  # appending nothing: no commit
+            write_deltalake(
+                connection.table_uri,
+                data,
+                mode=mode,
+                schema_mode="overwrite" if mode == "overwrite" else None,
+                storage_options=connection.storage_options,
+                commit_properties=CommitProperties(
+                    custom_metadata={"dagster_run_id": context.run_id}
+                ),
+            )
+            table = DeltaTable(connection.table_uri, storage_options=connection.storage_options)
         files = pa.table(table.get_add_actions(flatten=True))
         context.add_output_metadata(
             {

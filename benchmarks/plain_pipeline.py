@@ -1,0 +1,257 @@
+"""The whole refresh as ONE plain PySpark script, the notebook way: the baseline of overhead.py.
+
+It does what materialising every asset does, in the same order and with the project's own
+functions: read the CSV drops, apply the silver expectations, build gold, fit ALS and log and
+register it in MLflow, evaluate it against a popularity baseline, gate and promote it, write
+recommendations, and train, gate, promote and score the churn model. Every table the assets
+write is written here too, the same way (Spark -> Arrow -> delta-rs), and MLflow receives the
+same runs, model versions and aliases.
+
+What a notebook does not do, and so this script does not either: record a run and its events,
+read each input back from its Delta table (a table written here is handed to the next cell as
+the Arrow data just written), and load the ALS model back from the registry for evaluation and
+recommendations (the fitted model is used). That is the cost of orchestration being measured.
+
+    RECSYS_HOME=/tmp/x python benchmarks/plain_pipeline.py --out result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from mlflow import log_metric, log_metrics, log_param, log_params, register_model, set_tag
+from mlflow import start_run as mlflow_run
+from mlflow.models import infer_signature
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from recsys_assets import expectations
+from recsys_assets.assets import als, bronze, churn, gold, silver
+from recsys_assets.definitions import build_resources
+from recsys_assets.resources.landing import LandingZone
+from recsys_assets.resources.mlflow import CHALLENGER, MlflowResource
+from recsys_assets.resources.spark import build_session
+from recsys_assets.schemas import CUSTOMERS_COLUMNS, SALES_ORDERS_COLUMNS
+from recsys_assets.settings import Settings
+
+
+class Lake:
+    """Writes Delta tables as the IO manager does, and hands the data on to Spark."""
+
+    def __init__(self, spark: SparkSession, root: str):
+        self.spark, self.root = spark, root.rstrip("/")
+
+    def uri(self, layer: str, table: str) -> str:
+        return f"{self.root}/{layer}/{table}"
+
+    def save(self, df: DataFrame, layer: str, table: str, mode: str = "overwrite") -> pa.Table:
+        data = df.toArrow()
+        write_deltalake(
+            self.uri(layer, table),
+            data,
+            mode=mode,
+            schema_mode="overwrite" if mode == "overwrite" else None,
+        )
+        return data
+
+    def save_and_use(self, df: DataFrame, layer: str, table: str, mode: str = "overwrite"):
+        """Write the table, and go on with the data written, as the next cell would."""
+        return self.spark.createDataFrame(self.save(df, layer, table, mode))
+
+
+def ingest_and_conform(
+    spark: SparkSession, lake: Lake, landing: LandingZone
+) -> dict[str, DataFrame]:
+    """Bronze (every CSV of the landing zone; the tables start empty), silver, and their join."""
+    tables = {}
+    for spec, columns in (
+        (silver.CUSTOMERS, CUSTOMERS_COLUMNS),
+        (silver.SALES_ORDERS, SALES_ORDERS_COLUMNS),
+    ):
+        files = [str(p) for p in landing.files(spec.source)]
+        raw = bronze.read_csv_drops(spark, files, columns)
+        raw = lake.save_and_use(raw, "bronze", f"{spec.source}_bronze", mode="append")
+        rows = spec.typed_rows(raw)
+        applied = expectations.apply(rows, spec.rules, spec.keys)
+        print("violations:", {o.expectation.name: o.violations for o in applied.outcomes})
+        tables[spec.source] = lake.save_and_use(
+            spec.conform(applied.passing), "silver", f"{spec.source}_silver"
+        )
+        lake.save(applied.quarantine, "silver", f"{spec.source}_quarantine")
+        rows.unpersist()
+    joined = silver.join_customers(tables["sales_orders"], tables["customers"])
+    tables["joined"] = lake.save_and_use(joined, "silver", "sales_orders_customer_join_min")
+    return tables
+
+
+def recommender(
+    spark: SparkSession,
+    lake: Lake,
+    tracking: MlflowResource,
+    tables: dict[str, DataFrame],
+    run_id: str,
+) -> dict[str, float]:
+    """Gold interactions, split, ALS challenger, evaluation, gate, champion, recommendations."""
+    interactions = gold.interactions(tables["joined"], gold.InteractionsConfig().window_days)
+    interactions = lake.save_and_use(interactions, "gold", "als_interactions_30d")
+    split = als.SplitConfig()
+    bucket = als.split_bucket(split.seed)
+    train = lake.save_and_use(interactions.where(bucket < split.train_percent), "ml", "als_train")
+    test = lake.save_and_use(interactions.where(bucket >= split.train_percent), "ml", "als_test")
+
+    config = als.ALSConfig()
+    rows = train.count()
+    with mlflow_run(
+        experiment_id=tracking.experiment_id(als.EXPERIMENT), run_name="als_challenger"
+    ):
+        log_params(config.model_dump())
+        log_params(
+            {
+                "train_table": lake.uri("ml", "als_train"),
+                "train_delta_version": DeltaTable(lake.uri("ml", "als_train")).version(),
+                "train_rows": rows,
+            }
+        )
+        model = als.als_pipeline(config).fit(train)
+        example = train.select("customer_id", "product_id").limit(5).toPandas()
+        predictions = model.transform(spark.createDataFrame(example))
+        signature = infer_signature(example, predictions.select("prediction").toPandas())
+        logged = tracking.log_spark_model(
+            model,
+            artifact_path="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=als.MODEL_NAME,
+            pip_requirements=als.PIP_REQUIREMENTS,
+        )
+    version = str(logged.registered_model_version)
+    tracking.set_alias(als.MODEL_NAME, CHALLENGER, version)
+
+    # A fresh home has no champion: the challenger is the one model evaluated.
+    data = als.held_out(train, test)
+    with mlflow_run(experiment_id=tracking.experiment_id(als.EXPERIMENT), run_name="evaluation"):
+        metrics = als.evaluate_model(model, data)
+        log_param("challenger_model_uri", als.model_uri(version))
+        results = [{"role": "challenger", "model_version": int(version), **metrics}]
+        baseline = als.popularity_metrics(data)
+        results.append({"role": "popularity", "model_version": None, "rmse": None, **baseline})
+        for r in results:
+            log_metrics({f"{r['role']}_{k}": v for k, v in r.items() if als.is_metric(k, v)})
+    lake.save(als.evaluation_frame(test, results, run_id), "ml", "als_evaluation")
+    decision = als.gate_decision(results, als.GateConfig())
+    tracking.record_validation(als.MODEL_NAME, version, decision, run_id, None)
+    tracking.promote_validated(als.MODEL_NAME, run_id)
+
+    recs = als.recommend(model, None, als.K).withColumn(
+        "rank",
+        F.row_number().over(
+            Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
+        ),
+    )
+    names = (
+        tables["sales_orders"]
+        .select(F.explode("ordered_products").alias("p"))
+        .groupBy(F.col("p.id").alias("product_id"))
+        .agg(F.max("p.name").alias("product_name"))
+    )
+    recs = recs.join(names, "product_id", "left").select(
+        "customer_id",
+        "rank",
+        "product_id",
+        "product_name",
+        "score",
+        F.lit(int(version)).alias("model_version"),
+        F.current_timestamp().alias("generated_at"),
+    )
+    lake.save(recs, "gold", "customer_recommendations")
+    return metrics
+
+
+def churn_model(
+    spark: SparkSession,
+    lake: Lake,
+    tracking: MlflowResource,
+    tables: dict[str, DataFrame],
+    run_id: str,
+) -> float:
+    """Features, training set, autologged candidates, gate, champion, batch scoring."""
+    customers, orders = tables["customers"], tables["joined"]
+    horizon = churn.CustomerFeaturesConfig().horizon_days
+    newest = churn.newest_order(orders)
+    as_of = newest - horizon * churn.DAY
+    features = lake.save_and_use(
+        churn.customer_features_as_of(customers, orders, as_of), "gold", "customer_features"
+    )
+    set_config = churn.ChurnTrainingSetConfig()
+    labelled = churn.with_churn_label(features, orders, set_config.horizon_days)
+    training_set = churn.with_split(labelled, set_config.split_seed, set_config.train_percent)
+    counts = training_set.groupBy(churn.SPLIT).agg(F.count(F.lit(1)), F.sum(churn.LABEL)).collect()
+    print("churn training set:", [tuple(r) for r in counts])
+    pandas = lake.save(training_set, "ml", "churn_training_set").to_pandas()
+
+    splits = churn.split_for_training(pandas, churn.ChurnModelConfig().min_rows)
+    tags = {churn.DAGSTER_RUN_TAG: run_id}
+    experiment = tracking.experiment_id(churn.EXPERIMENT)
+    with mlflow_run(experiment_id=experiment, run_name="churn_candidates", tags=tags) as parent:
+        log_params(
+            {
+                "train_rows": len(splits.train),
+                "validation_rows": len(splits.validation),
+                "features_as_of": str(splits.train["as_of"].iloc[0]),
+                "candidates": ",".join(churn.candidate_pipelines()),
+            }
+        )
+        candidates = churn.train_candidates(splits, parent.info.experiment_id, tags)
+        best = max(candidates, key=lambda c: c.roc_auc)
+        log_metric(churn.AUC_TAG, best.roc_auc)
+        set_tag("best_candidate", best.name)
+        version = register_model(
+            best.model_uri,
+            churn.MODEL_NAME,
+            tags={churn.AUC_TAG: repr(best.roc_auc), churn.CANDIDATE_TAG: best.name, **tags},
+        ).version
+        set_tag("registered_version", version)
+    tracking.set_alias(churn.MODEL_NAME, CHALLENGER, version)
+    churn.evaluate_gate(run_id, tracking, pandas[pandas[churn.SPLIT] == churn.VALIDATION])
+    churn.promote_gated_challenger(run_id, tracking)
+
+    now = churn.customer_features_as_of(customers, orders, newest)
+    scored = churn.score_customers(tracking, now.toPandas())
+    lake.save(spark.createDataFrame(scored), "gold", "churn_predictions")
+    return best.roc_auc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="write timings as JSON here")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+
+    settings = Settings.from_env()
+    spark = build_session(settings.spark_master, settings.spark_remote)
+    tracking: MlflowResource = build_resources(settings)["mlflow"]  # type: ignore[assignment]
+    tracking.setup_for_execution(None)  # type: ignore[arg-type]  # sets the tracking URIs
+    lake = Lake(spark, settings.lakehouse_uri)
+    run_id = str(uuid.uuid4())  # stands in for the Dagster run id on gate verdicts
+
+    tables = ingest_and_conform(spark, lake, LandingZone(root=str(settings.landing_dir)))
+    als_metrics = recommender(spark, lake, tracking, tables, run_id)
+    auc = churn_model(spark, lake, tracking, tables, run_id)
+    done = time.perf_counter()
+    print(
+        f"ALS rmse {als_metrics['rmse']:.4f} ndcg@10 {als_metrics['ndcg_at_10']:.4f}; "
+        f"churn AUC {auc:.4f}"
+    )
+    if args.out:
+        args.out.write_text(json.dumps({"seconds": done - start}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -366,12 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if t_spark is not None and t_impl is not None:
             ratio = t_spark.wall / t_impl.wall
-            verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
-            scope = "" if size == TARGET_SIZE else ", target is set for 1M"
-            line += (
-                f"  ratio spark/implicit={ratio:5.1f}x  "
-                f"target <={TARGET_RATIO:g}x: {verdict}{scope}"
-            )
+            line += f"  ratio spark/implicit={ratio:5.1f}x  "
+            if size == TARGET_SIZE:
+                verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
+                line += f"target <={TARGET_RATIO:g}x: {verdict}"
+            else:  # Spark's fixed cost per job dominates small fits
+                line += f"(the target <={TARGET_RATIO:g}x is set at {TARGET_SIZE:,d})"
         print(line, flush=True)
 
     if spark is not None:

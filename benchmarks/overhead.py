@@ -3,8 +3,8 @@
 Both sides start from the same generated CSV drops, each in a fresh RECSYS_HOME and a fresh
 Python process (so each starts its own JVM), and do the same work: every table written to
 Delta, both models trained, evaluated, registered and promoted in MLflow, recommendations and
-churn scores written. Dagster materialises every asset and check of ``build_definitions`` in
-process (``make demo`` does the same with ``dagster asset materialize --select '*'``);
+churn scores written. The Dagster side is ``make demo``'s command, ``dagster asset materialize
+--select '*'`` (every asset and check, with its run, event log and IO manager);
 the plain side is ``plain_pipeline.py`` (its docstring says what it skips, and why). The sides
 alternate, ``--repeats`` times; the best of each is compared. Wall time is from spawning the
 process to its exit, Python imports and the Spark start included.

@@ -67,7 +67,10 @@ def kill_all(sid: int) -> list[int]:
 
 
 def run(
-    command: Sequence[str], env: dict[str, str], cwd: Path, timeout_s: float
+    command: Sequence[str],
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """``subprocess.run`` in a session of its own: whatever it started (a Spark JVM, say) is
     killed with it, also on a timeout."""

@@ -68,7 +68,7 @@ class Deployment:
         return Settings.from_env(self.env)
 
     def dagster(self, *args: str) -> subprocess.CompletedProcess:
-        return run([sys.executable, "-m", "dagster", *args], self.env, self.root, RUN_TIMEOUT_S)
+        return run([sys.executable, "-m", "dagster", *args], RUN_TIMEOUT_S, self.env, self.root)
 
     def materialize(self, selection: str, config: dict) -> subprocess.CompletedProcess:
         return self.dagster(

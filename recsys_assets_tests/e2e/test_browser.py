@@ -7,15 +7,13 @@ screenshot: ``RECSYS_E2E_SCREENSHOT=docs/asset-graph.png make test-e2e``.
 
 import os
 import shutil
-import signal
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from recsys_assets_tests.e2e.conftest import DagsterDev, Refresh
-from recsys_assets_tests.processes import session_members
+from recsys_assets_tests.processes import run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 WINDOW = (1600, 1000)
@@ -63,22 +61,9 @@ def chromium(profile: Path, *args: str, timeout_s: float = 120) -> str:
         "--virtual-time-budget=15000",  # let the React app fetch and render
         *args,
     ]
-    process = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = process.communicate(timeout=timeout_s)
-    finally:
-        for pid in session_members(process.pid):  # none, unless it timed out
-            os.kill(pid, signal.SIGKILL)
-        process.wait()
-    assert process.returncode == 0, f"chromium failed ({process.returncode}):\n{err[-3000:]}"
-    return out
+    done = run(cmd, timeout_s)
+    assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr[-3000:]}"
+    return done.stdout
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -27,8 +27,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from mlflow import log_metric, log_metrics, log_param, log_params, register_model, set_tag
 from mlflow import start_run as mlflow_run
-from mlflow.models import infer_signature
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_assets import expectations
@@ -119,19 +118,7 @@ def recommender(
             }
         )
         model = als.als_pipeline(config).fit(train)
-        example = train.select("customer_id", "product_id").limit(5).toPandas()
-        predictions = model.transform(spark.createDataFrame(example))
-        signature = infer_signature(example, predictions.select("prediction").toPandas())
-        logged = tracking.log_spark_model(
-            model,
-            artifact_path="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=als.MODEL_NAME,
-            pip_requirements=als.PIP_REQUIREMENTS,
-        )
-    version = str(logged.registered_model_version)
-    tracking.set_alias(als.MODEL_NAME, CHALLENGER, version)
+        version = als.register_challenger(model, train, tracking)
 
     # A fresh home has no champion: the challenger is the one model evaluated.
     data = als.held_out(train, test)
@@ -148,27 +135,7 @@ def recommender(
     tracking.record_validation(als.MODEL_NAME, version, decision, run_id, None)
     tracking.promote_validated(als.MODEL_NAME, run_id)
 
-    recs = als.recommend(model, None, als.K).withColumn(
-        "rank",
-        F.row_number().over(
-            Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
-        ),
-    )
-    names = (
-        tables["sales_orders"]
-        .select(F.explode("ordered_products").alias("p"))
-        .groupBy(F.col("p.id").alias("product_id"))
-        .agg(F.max("p.name").alias("product_name"))
-    )
-    recs = recs.join(names, "product_id", "left").select(
-        "customer_id",
-        "rank",
-        "product_id",
-        "product_name",
-        "score",
-        F.lit(int(version)).alias("model_version"),
-        F.current_timestamp().alias("generated_at"),
-    )
+    recs = als.recommendations_table(model, tables["sales_orders"], version)
     lake.save(recs, "gold", "customer_recommendations")
     return metrics
 

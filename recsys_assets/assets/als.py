@@ -24,7 +24,6 @@ from pyspark.sql import functions as F
 from recsys_assets.promotion import GateDecision, decide
 from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
-from recsys_assets.resources.spark import SparkResource
 
 MODEL_NAME = "als_recommendation_model"
 EXPERIMENT = "recsys/als_recommendation"
@@ -247,6 +246,50 @@ def popularity_metrics(data: HeldOut, k: int = K) -> dict[str, float]:
     return ranking_metrics(recommended, data.relevant, k)
 
 
+def register_challenger(model: PipelineModel, train: DataFrame, mlflow: MlflowResource) -> str:
+    """Log the fitted model to the active MLflow run with its signature and an input example,
+    register it as a new version with alias ``challenger``; returns the version."""
+    example = train.select("customer_id", "product_id").limit(5).toPandas()
+    predictions = model.transform(train.sparkSession.createDataFrame(example))
+    logged = mlflow.log_spark_model(
+        model,
+        artifact_path="model",
+        signature=infer_signature(example, predictions.select("prediction").toPandas()),
+        input_example=example,
+        registered_model_name=MODEL_NAME,
+        pip_requirements=PIP_REQUIREMENTS,  # inferring them starts a second JVM
+    )
+    version = str(logged.registered_model_version)
+    mlflow.set_alias(MODEL_NAME, CHALLENGER, version)
+    return version
+
+
+def recommendations_table(
+    model: PipelineModel, sales_orders_silver: DataFrame, version: str
+) -> DataFrame:
+    """Every known customer's top K products from ``model``, with names and the model version."""
+    recs = recommend(model, None, K).withColumn(
+        "rank",
+        F.row_number().over(
+            Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
+        ),
+    )
+    names = (
+        sales_orders_silver.select(F.explode("ordered_products").alias("p"))
+        .groupBy(F.col("p.id").alias("product_id"))
+        .agg(F.max("p.name").alias("product_name"))
+    )
+    return recs.join(names, "product_id", "left").select(
+        "customer_id",
+        "rank",
+        "product_id",
+        "product_name",
+        "score",
+        F.lit(int(version)).alias("model_version"),
+        F.current_timestamp().alias("generated_at"),
+    )
+
+
 # ---------------------------------------------------------------- assets
 
 
@@ -257,7 +300,6 @@ def als_challenger(
     als_train: DataFrame,
     mlflow: MlflowResource,
     lakehouse: Lakehouse,
-    spark: SparkResource,
 ) -> dg.MaterializeResult:
     """An implicit-feedback ALS Pipeline fitted on als_train, registered as the challenger."""
     rows = als_train.count()
@@ -276,20 +318,7 @@ def als_challenger(
                 "train_rows": rows,
             }
         )
-        model = als_pipeline(config).fit(als_train)
-        example = als_train.select("customer_id", "product_id").limit(5).toPandas()
-        predictions = model.transform(spark.spark_session.createDataFrame(example))
-        signature = infer_signature(example, predictions.select("prediction").toPandas())
-        logged = mlflow.log_spark_model(
-            model,
-            artifact_path="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=MODEL_NAME,
-            pip_requirements=PIP_REQUIREMENTS,  # inferring them starts a second JVM
-        )
-    version = str(logged.registered_model_version)
-    mlflow.set_alias(MODEL_NAME, CHALLENGER, version)
+        version = register_challenger(als_pipeline(config).fit(als_train), als_train, mlflow)
     return dg.MaterializeResult(
         metadata={
             "model_version": dg.MetadataValue.int(int(version)),
@@ -427,23 +456,4 @@ def customer_recommendations(sales_orders_silver: DataFrame, mlflow: MlflowResou
     if champion is None:
         raise dg.Failure(f"{MODEL_NAME} has no '{CHAMPION}': materialise als_champion first.")
     model = mlflow.load_spark_model(model_uri(champion.version))  # the version we record below
-    recs = recommend(model, None, K).withColumn(
-        "rank",
-        F.row_number().over(
-            Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
-        ),
-    )
-    names = (
-        sales_orders_silver.select(F.explode("ordered_products").alias("p"))
-        .groupBy(F.col("p.id").alias("product_id"))
-        .agg(F.max("p.name").alias("product_name"))
-    )
-    return recs.join(names, "product_id", "left").select(
-        "customer_id",
-        "rank",
-        "product_id",
-        "product_name",
-        "score",
-        F.lit(int(champion.version)).alias("model_version"),
-        F.current_timestamp().alias("generated_at"),
-    )
+    return recommendations_table(model, sales_orders_silver, champion.version)

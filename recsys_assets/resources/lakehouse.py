@@ -78,11 +78,13 @@ class PySparkDeltaTypeHandler(DeltalakeBaseArrowTypeHandler[DataFrame]):
         # deltalake 1.x's arro3 add actions, and we want a schema that may evolve on overwrite.
         mode = (context.definition_metadata or {}).get("mode") or "overwrite"
         data = obj.toArrow()
-        try:
-            table = DeltaTable(connection.table_uri, storage_options=connection.storage_options)
-        except TableNotFoundError:
-            table = None
-        if table is None or mode == "overwrite" or data.num_rows:  # appending nothing: no commit
+        table = None
+        if mode == "append" and data.num_rows == 0:  # appending nothing to a table: no commit
+            try:
+                table = DeltaTable(connection.table_uri, storage_options=connection.storage_options)
+            except TableNotFoundError:
+                pass  # the first write creates the table, empty or not
+        if table is None:
             write_deltalake(
                 connection.table_uri,
                 data,

@@ -89,8 +89,9 @@ class Postgres:
 def postgres_bin() -> Path:
     """Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    initdb = found[-1] if found else (shutil.which("initdb") and Path(shutil.which("initdb")))
-    if not initdb:
+    on_path = shutil.which("initdb")
+    initdb = found[-1] if found else Path(on_path) if on_path else None
+    if initdb is None:
         pytest.fail("No PostgreSQL server: `make test-cluster` installs Debian's postgresql.")
     return initdb.parent
 

@@ -741,7 +741,7 @@ def _order_columns(
     first_product = product[np.cumsum(line_counts) - line_counts]
     promo_keys = ((promo_pick * n_products + first_product) * 2 + pretty)[has_promo]
     unique_keys, inverse = np.unique(promo_keys, return_inverse=True)
-    promo_info = np.full(n, "", dtype=object)
+    promo_info = np.full(n, "{}", dtype=object)  # no promotion: an empty object, never blank
     promo_texts = np.array([_promo_json(k) for k in unique_keys.tolist()], dtype=object)
     promo_info[has_promo] = promo_texts[inverse]
     return [

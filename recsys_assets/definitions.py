@@ -4,7 +4,8 @@ import dagster as dg
 
 from recsys_assets.assets import als, bronze, churn, gold, silver
 from recsys_assets.jobs import refresh_job, rollback_champion
-from recsys_assets.resources.lakehouse import Lakehouse, lakehouse_io_manager
+from recsys_assets.maintenance import maintain_tables, weekly_maintenance
+from recsys_assets.resources.lakehouse import Lakehouse, LakehouseIOManager
 from recsys_assets.resources.landing import LandingZone
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.resources.spark import SparkResource
@@ -15,10 +16,11 @@ from recsys_assets.settings import Settings
 
 def build_resources(settings: Settings) -> dict[str, object]:
     spark = SparkResource(master=settings.spark_master, remote=settings.spark_remote)
+    lakehouse = Lakehouse(root_uri=settings.lakehouse_uri, spark=spark)
     return {
         "spark": spark,
-        "io_manager": lakehouse_io_manager(settings.lakehouse_uri, spark),
-        "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri),
+        "io_manager": LakehouseIOManager(lakehouse=lakehouse),
+        "lakehouse": lakehouse,
         "landing": LandingZone(root=str(settings.landing_dir)),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri,
@@ -33,8 +35,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
         asset_checks=dg.load_asset_checks_from_modules([als, churn]),
-        jobs=[refresh_job, rollback_champion],
-        schedules=[daily_refresh],
+        jobs=[refresh_job, rollback_champion, maintain_tables],
+        schedules=[daily_refresh, weekly_maintenance],
         sensors=[csv_drop_sensor],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

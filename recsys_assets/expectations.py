@@ -29,15 +29,33 @@ class Expectation:
         return F.coalesce(F.expr(self.predicate), F.lit(False))
 
 
+def present(column: str) -> str:
+    """The retail notebook's "present" rule: the raw text is not null and not blank."""
+    return f"nullif(trim({RAW}.{column}), '') IS NOT NULL"
+
+
+# The Databricks DLT retail notebook's rules, by name, then ours (on the typed columns).
 CUSTOMERS: tuple[Expectation, ...] = (
-    Expectation("valid_customer_id", "customer_id IS NOT NULL", "fail"),
+    Expectation("pk_must_exist", present("customer_id"), "fail"),
+    Expectation("state_present", present("state"), "drop"),
+    Expectation("city_present", present("city"), "drop"),
+    Expectation("units_present", present("units_purchased"), "drop"),
+    Expectation("loyalty_present", present("loyalty_segment"), "drop"),
+    Expectation("valid_customer_id", "customer_id IS NOT NULL", "drop"),  # a number
     Expectation("valid_customer_name", "customer_name IS NOT NULL AND customer_name <> ''", "drop"),
     Expectation("valid_valid_from", "valid_from IS NOT NULL", "drop"),
     Expectation("valid_loyalty_segment", "loyalty_segment IS NOT NULL", "drop"),
 )
 
 SALES_ORDERS: tuple[Expectation, ...] = (
-    Expectation("valid_order_number", "order_number IS NOT NULL", "fail"),
+    Expectation("pk_must_exist", present("order_number"), "fail"),
+    Expectation("clicked_items_present", present("clicked_items"), "drop"),
+    Expectation("customer_id_present", present("customer_id"), "drop"),
+    Expectation("number_of_line_items_present", present("number_of_line_items"), "drop"),
+    Expectation("order_datetime_present", present("order_datetime"), "drop"),
+    Expectation("ordered_products_present", present("ordered_products"), "drop"),
+    Expectation("promo_info_present", present("promo_info"), "drop"),
+    Expectation("valid_order_number", "order_number IS NOT NULL", "drop"),  # a number
     Expectation("valid_customer_id", "customer_id IS NOT NULL", "drop"),
     Expectation("valid_order_datetime", "order_datetime IS NOT NULL", "drop"),
     Expectation(
@@ -64,23 +82,26 @@ class RuleOutcome:
     rows: int
 
 
-@dataclass(frozen=True)
-class Applied:
-    passing: DataFrame  # typed columns only
-    quarantine: DataFrame  # the raw row as read, plus _failed_rules
-    outcomes: list[RuleOutcome]
-
-
 # Rows the CSV reader could not parse are not records yet: they are quarantined before any rule,
 # so a garbled line never fails the run as a "missing primary key".
 WELL_FORMED = Expectation("well_formed_row", f"{RAW}.{RESCUED_DATA} IS NULL", "drop")
 
 
-def apply(df: DataFrame, expectations: tuple[Expectation, ...], key_columns: list[str]) -> Applied:
+@dataclass(frozen=True)
+class Applied:
+    passing: DataFrame  # typed columns only
+    quarantine: DataFrame  # the raw row as read, plus _failed_rules
+    outcomes: list[RuleOutcome]
+    failure: str | None  # why an expect_or_fail rule failed the batch, if one did
+
+
+def evaluate(
+    df: DataFrame, expectations: tuple[Expectation, ...], key_columns: list[str]
+) -> Applied:
     """Apply ``expectations`` to ``df``: typed columns plus ``_raw``, the bronze row as read.
 
-    Counts every rule in one pass, raises :class:`ExpectationFailed` on a violated ``fail`` rule
-    (before anything is written), and splits the rows into passing and quarantined.
+    Counts every rule in one pass, describes the first violated ``fail`` rule (with up to five
+    offending rows' ``key_columns``), and splits the rows into passing and quarantined.
     """
     readable = WELL_FORMED.holds
     counts = df.agg(
@@ -93,15 +114,17 @@ def apply(df: DataFrame, expectations: tuple[Expectation, ...], key_columns: lis
         RuleOutcome(e, int(counts[e.name]), int(counts["_rows"]))
         for e in (WELL_FORMED, *expectations)
     ]
+    failure = None
     for outcome in outcomes:
         rule = outcome.expectation
         if rule.action == "fail" and outcome.violations:
             offending = df.where(readable & ~rule.holds).select(f"{RAW}.*").take(5)
             sample = [{k: row[k] for k in key_columns} for row in offending]
-            raise ExpectationFailed(
+            failure = (
                 f"expect_or_fail '{rule.name}' ({rule.predicate}) violated by "
                 f"{outcome.violations} of {outcome.rows} rows; first offending rows: {sample}"
             )
+            break
 
     drop_rules = [e for e in (WELL_FORMED, *expectations) if e.action == "drop"]
     failed = F.filter(
@@ -113,4 +136,13 @@ def apply(df: DataFrame, expectations: tuple[Expectation, ...], key_columns: lis
         passing=flagged.where(F.size(FAILED_RULES) == 0).select(typed_columns),
         quarantine=flagged.where(F.size(FAILED_RULES) > 0).select(f"{RAW}.*", FAILED_RULES),
         outcomes=outcomes,
+        failure=failure,
     )
+
+
+def apply(df: DataFrame, expectations: tuple[Expectation, ...], key_columns: list[str]) -> Applied:
+    """:func:`evaluate`, raising :class:`ExpectationFailed` on a violated ``fail`` rule."""
+    applied = evaluate(df, expectations, key_columns)
+    if applied.failure:
+        raise ExpectationFailed(applied.failure)
+    return applied

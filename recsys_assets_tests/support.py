@@ -7,6 +7,7 @@ from deltalake import DeltaTable
 
 from recsys_assets import datagen
 from recsys_assets.settings import Settings
+from recsys_assets.tables import table_uri
 
 # Where a process sends its tables, Spark work, MLflow runs and Dagster runs: tests that start
 # the CLI or `dagster dev` set these themselves, so the caller's shell never leaks in.
@@ -28,7 +29,7 @@ def generate(settings: Settings, **kwargs) -> datagen.GenerationSummary:
 
 
 def delta_table(settings: Settings, layer: str, name: str) -> DeltaTable:
-    return DeltaTable(f"{settings.lakehouse_uri}/{layer}/{name}")
+    return DeltaTable(table_uri(settings.lakehouse_uri, layer, name))
 
 
 def read_table(settings: Settings, layer: str, name: str) -> pd.DataFrame:

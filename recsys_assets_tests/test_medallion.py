@@ -1,5 +1,6 @@
 """Bronze -> silver -> gold through Dagster, on generated CSV drops, real Spark and Delta."""
 
+import json
 import shutil
 from datetime import date
 
@@ -7,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from recsys_assets.expectations import FAILED_RULES
-from recsys_assets.resources import lakehouse
+from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets_tests.support import delta_table, generate, read_table
 
 BRONZE = ["customers_bronze", "sales_orders_bronze"]
@@ -32,8 +33,9 @@ def test_materialises_every_table_and_quarantines_bad_rows_with_reasons(settings
     assert len(bronze) == summary.orders + bad.total - bad.missing_pk
     silver = read_table(settings, "silver", "sales_orders_silver")
     assert len(silver) == summary.orders and silver.order_number.is_unique
-    customers = read_table(settings, "silver", "customers_silver")
-    assert len(customers) == summary.customers and customers.valid_to.isna().all()
+    customers = read_table(settings, "silver", "customers_silver")  # SCD2: every record
+    assert len(customers) == summary.customer_rows
+    assert customers.valid_to.isna().sum() == summary.customers
 
     quarantine = read_table(settings, "silver", "sales_orders_quarantine")
     assert len(quarantine) == bad.total
@@ -45,7 +47,7 @@ def test_materialises_every_table_and_quarantines_bad_rows_with_reasons(settings
     assert quarantine["_rescued_data"].notna().sum() == bad.malformed  # the raw line is kept
 
     violations = check_violations(result, "sales_orders_silver")
-    assert violations["valid_order_number"] == 0
+    assert violations["pk_must_exist"] == 0
     assert violations["well_formed_row"] == bad.malformed
     assert sum(violations.values()) >= bad.total - bad.malformed
 
@@ -56,8 +58,17 @@ def test_materialises_every_table_and_quarantines_bad_rows_with_reasons(settings
     assert len(gold) > 0 and (gold.total_qty > 0).all()
     assert not gold.duplicated(["customer_id", "product_id"]).any()
 
-    materialisation = result.asset_materializations_for_node("sales_orders_silver_tables")[0]
-    assert materialisation.metadata["dagster/row_count"].value == summary.orders
+    materialised = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node("sales_orders_silver_tables")
+    }
+    assert materialised["sales_orders_silver"]["dagster/row_count"].value == summary.orders
+    assert materialised["sales_orders_quarantine"]["dagster/row_count"].value == bad.total
+    [commit] = delta_table(settings, "silver", "sales_orders_silver").history(1)
+    assert json.loads(commit["userMetadata"]) == {
+        "dagster_run_id": result.run_id,
+        "sources": {"sales_orders_bronze": 0},
+    }
 
 
 def test_each_file_is_ingested_exactly_once(settings, materialize):
@@ -106,19 +117,19 @@ def test_an_ingest_that_fails_before_its_commit_is_healed_by_the_next_run(
     settings, materialize, monkeypatch
 ):
     summary = generate(settings, drops=3)
-    real_write = lakehouse.write_deltalake
+    real_write = Lakehouse.write
 
-    def crash_on_bronze(uri, *args, **kwargs):
-        if uri.endswith("sales_orders_bronze"):
+    def crash_on_bronze(self, df, layer, table, *args, **kwargs):
+        if table == "sales_orders_bronze":
             raise OSError("disk full")
-        return real_write(uri, *args, **kwargs)
+        return real_write(self, df, layer, table, *args, **kwargs)
 
-    monkeypatch.setattr(lakehouse, "write_deltalake", crash_on_bronze)
+    monkeypatch.setattr(Lakehouse, "write", crash_on_bronze)
     failed = materialize(BRONZE, raise_on_error=False)
     assert not failed.success
     assert not (settings.home / "lakehouse" / "bronze" / "sales_orders_bronze").exists()
 
-    monkeypatch.setattr(lakehouse, "write_deltalake", real_write)
+    monkeypatch.setattr(Lakehouse, "write", real_write)
     assert materialize(BRONZE).success
     bronze = read_table(settings, "bronze", "sales_orders_bronze")
     assert len(bronze) == summary.orders and bronze._source_file.nunique() == 3
@@ -129,14 +140,20 @@ def test_a_missing_order_number_fails_the_run_and_leaves_silver_unchanged(settin
     materialize()
     version = delta_table(settings, "silver", "sales_orders_silver").version()
 
-    generate(settings, start_date=date(2024, 3, 1), missing_pk_fraction=0.05)
+    bad = generate(settings, start_date=date(2024, 3, 1), missing_pk_fraction=0.05).bad_rows
     result = materialize(raise_on_error=False)
 
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = str(failure.step_failure_data.error)
-    assert "valid_order_number" in message and "violated by" in message
+    assert "pk_must_exist" in message and "violated by" in message
     assert delta_table(settings, "silver", "sales_orders_silver").version() == version
+    [check] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey("sales_orders_silver") and e.check_name == "pk_must_exist"
+    ]
+    assert not check.passed and check.metadata["violations"].value == bad.missing_pk > 0
     assert len(read_table(settings, "silver", "sales_orders_silver")) == first.orders
 
 

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from recsys_assets.promotion import GateDecision, decide
 from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
+from recsys_assets.tables import GOLD, ML, in_layer
 
 MODEL_NAME = "als_recommendation_model"
 EXPERIMENT = "recsys/als_recommendation"
@@ -61,13 +62,13 @@ def split_bucket(seed: int) -> Column:
         "als_train": dg.AssetOut(
             is_required=False,
             kinds={"spark", "delta"},
-            metadata={"schema": "ml"},
+            metadata=in_layer(ML),
             description="Training interactions: the pairs whose hash falls in the train share.",
         ),
         "als_test": dg.AssetOut(
             is_required=False,
             kinds={"spark", "delta"},
-            metadata={"schema": "ml"},
+            metadata=in_layer(ML),
             description="Held-out interactions, never seen by any model trained on als_train.",
         ),
     },
@@ -308,13 +309,13 @@ def als_challenger(
             "als_train is empty: als_interactions_30d has no interactions in its window. "
             "Ingest orders (see the landing folder) or widen window_days."
         )
-    train_table = lakehouse.load("ml", "als_train")
+    train_version = lakehouse.version(ML, "als_train")
     with mlflow.start_run(context, "als_challenger", experiment=EXPERIMENT) as run:
         log_params(config.model_dump())
         log_params(
             {
-                "train_table": lakehouse.table_uri("ml", "als_train"),
-                "train_delta_version": train_table.version() if train_table else -1,
+                "train_table": lakehouse.uri(ML, "als_train"),
+                "train_delta_version": -1 if train_version is None else train_version,
                 "train_rows": rows,
             }
         )
@@ -333,7 +334,7 @@ def als_challenger(
 @dg.asset(
     group_name=GROUP,
     kinds={"spark", "mlflow", "delta"},
-    metadata={"schema": "ml"},
+    metadata=in_layer(ML),
     deps=[als_challenger],
 )
 def als_evaluation(
@@ -447,7 +448,7 @@ def als_champion(context: dg.AssetExecutionContext, mlflow: MlflowResource) -> d
 @dg.asset(
     group_name=GROUP,
     kinds={"spark", "mlflow", "delta"},
-    metadata={"schema": "gold"},
+    metadata=in_layer(GOLD),
     deps=[als_champion],
 )
 def customer_recommendations(sales_orders_silver: DataFrame, mlflow: MlflowResource) -> DataFrame:

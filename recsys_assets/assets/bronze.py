@@ -9,7 +9,6 @@ is one Delta commit, and a file is either in it or read again.
 from functools import reduce
 
 import dagster as dg
-from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -19,6 +18,7 @@ from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets.resources.landing import LandingZone
 from recsys_assets.resources.spark import SparkResource
 from recsys_assets.schemas import CUSTOMERS_COLUMNS, SALES_ORDERS_COLUMNS
+from recsys_assets.tables import BRONZE, in_layer
 
 SOURCE_FILE = "_source_file"
 INGESTED_AT = "_ingested_at"
@@ -38,12 +38,12 @@ def raw_schema(columns: tuple[str, ...]) -> StructType:
     return StructType([StructField(c, StringType()) for c in (*columns, RESCUED_DATA)])
 
 
-def ingested_files(table: DeltaTable | None) -> set[str]:
-    """The ``_source_file`` values already committed to a bronze table."""
-    if table is None:
+def ingested_files(lakehouse: Lakehouse, table: str) -> set[str]:
+    """The ``_source_file`` values already committed to a bronze table (a distinct file list)."""
+    if lakehouse.version(BRONZE, table) is None:
         return set()
-    column = table.to_pyarrow_dataset().to_table(columns=[SOURCE_FILE]).column(SOURCE_FILE)
-    return set(column.unique().to_pylist())
+    files = lakehouse.read(BRONZE, table).select(SOURCE_FILE).distinct().collect()
+    return {row[SOURCE_FILE] for row in files}
 
 
 def read_csv_drops(session: SparkSession, files: list[str], columns: tuple[str, ...]) -> DataFrame:
@@ -67,7 +67,7 @@ def bronze_asset(source: str, columns: tuple[str, ...]) -> dg.AssetsDefinition:
         name=name,
         group_name="bronze",
         kinds={"spark", "delta"},
-        metadata={"schema": "bronze", "mode": "append"},
+        metadata=in_layer(BRONZE, mode="append"),
         description=f"Raw {source} CSV rows, each landing file appended exactly once.",
     )
     def _bronze(
@@ -76,7 +76,7 @@ def bronze_asset(source: str, columns: tuple[str, ...]) -> dg.AssetsDefinition:
         landing: LandingZone,
         lakehouse: Lakehouse,
     ) -> DataFrame:
-        done = ingested_files(lakehouse.load("bronze", name))
+        done = ingested_files(lakehouse, name)
         new = [str(p) for p in landing.files(source) if str(p) not in done]
         context.log.info(f"{len(new)} new file(s) in {landing.folder(source)}; {len(done)} done")
         context.add_output_metadata(

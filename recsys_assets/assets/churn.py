@@ -30,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from recsys_assets.assets.silver import current_customers
 from recsys_assets.promotion import decide
 from recsys_assets.resources.mlflow import (
     CHALLENGER,
@@ -39,6 +40,7 @@ from recsys_assets.resources.mlflow import (
     MlflowResource,
 )
 from recsys_assets.resources.spark import SparkResource
+from recsys_assets.tables import GOLD, ML, in_layer
 
 GROUP = "churn_model"
 MODEL_NAME = "churn_model"
@@ -182,7 +184,8 @@ def customer_features_as_of(customers: DataFrame, orders: DataFrame, as_of: int)
     )
     history = facts.agg(((F.lit(as_of) - F.min("ts")) / DAY).alias("_history_days"))
     joined = (
-        customers.select("customer_id", "state", "loyalty_segment", "units_purchased")
+        current_customers(customers)
+        .select("customer_id", "state", "loyalty_segment", "units_purchased")
         .join(per_customer, "customer_id", "left")
         .crossJoin(history)
     )
@@ -382,7 +385,7 @@ class CustomerFeaturesConfig(dg.Config):
 @dg.asset(
     group_name=GROUP,
     kinds={"spark", "delta"},
-    metadata={"schema": "gold", "dagster/column_schema": column_schema(FEATURE_COLUMNS)},
+    metadata={**in_layer(GOLD), "dagster/column_schema": column_schema(FEATURE_COLUMNS)},
 )
 def customer_features(
     context: dg.AssetExecutionContext,
@@ -412,7 +415,7 @@ class ChurnTrainingSetConfig(dg.Config):
 @dg.asset(
     group_name=GROUP,
     kinds={"spark", "delta"},
-    metadata={"schema": "ml", "dagster/column_schema": column_schema(TRAINING_COLUMNS)},
+    metadata={**in_layer(ML), "dagster/column_schema": column_schema(TRAINING_COLUMNS)},
 )
 def churn_training_set(
     context: dg.AssetExecutionContext,
@@ -575,7 +578,7 @@ def promote_gated_challenger(run_id: str, tracking: MlflowResource) -> dg.Materi
 @dg.asset(
     group_name=GROUP,
     kinds={"spark", "delta"},
-    metadata={"schema": "gold", "dagster/column_schema": column_schema(PREDICTION_COLUMNS)},
+    metadata={**in_layer(GOLD), "dagster/column_schema": column_schema(PREDICTION_COLUMNS)},
     deps=[churn_champion],
 )
 def churn_predictions(

@@ -4,16 +4,26 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recsys_assets.tables import GOLD, in_layer
+
 
 class InteractionsConfig(dg.Config):
     window_days: int = 30  # counted back from the newest order in the data, not from today
 
 
 def interactions(orders: DataFrame, window_days: int) -> DataFrame:
-    """Quantity bought per (customer, product) in the last ``window_days`` of the data."""
-    newest = orders.agg(F.max("order_datetime").alias("newest"))
-    recent = orders.crossJoin(newest).where(
-        F.col("order_datetime") > F.col("newest") - F.make_interval(days=F.lit(window_days))
+    """Quantity bought per (customer, product) in the last ``window_days`` of the data.
+
+    The window's start is a literal in the filter, so Delta skips every file whose orders are
+    all older (file statistics): the cost follows the window, not the history.
+    """
+    newest = orders.agg(F.unix_seconds(F.max("order_datetime"))).first()[0]
+    if newest is None:
+        return orders.sparkSession.createDataFrame(
+            [], "customer_id bigint, product_id string, total_qty bigint, interaction_weight double"
+        )
+    recent = orders.where(
+        F.col("order_datetime") > F.timestamp_seconds(F.lit(newest - window_days * 86_400))
     )
     lines = recent.select("customer_id", F.explode("ordered_products").alias("p")).select(
         "customer_id", F.col("p.id").alias("product_id"), F.col("p.qty").cast("long").alias("qty")
@@ -26,7 +36,7 @@ def interactions(orders: DataFrame, window_days: int) -> DataFrame:
     )
 
 
-@dg.asset(group_name="gold", kinds={"spark", "delta"}, metadata={"schema": "gold"})
+@dg.asset(group_name="gold", kinds={"spark", "delta"}, metadata=in_layer(GOLD))
 def als_interactions_30d(
     config: InteractionsConfig, sales_orders_customer_join_min: DataFrame
 ) -> DataFrame:

@@ -1,8 +1,11 @@
 """Silver: typed, validated, de-duplicated tables, each with a quarantine table for dropped rows.
 
-Both are rebuilt from the whole bronze table on every run, so a rerun is safe and a re-dropped
-file never double counts. A violated ``expect_or_fail`` rule fails the step before anything is
-written: the silver table stays at its previous Delta version.
+Incremental, like DLT streaming tables: each run reads only the bronze rows committed since the
+bronze version its last commit consumed (Delta's change data feed), appends the rows a rule drops
+to the quarantine table and MERGEs the rest by key into silver. Each commit records the bronze
+version it consumed (its bookmark), the quarantine first, so a run killed between the two
+commits is finished by the next without a duplicate. A violated ``expect_or_fail`` rule fails
+the step, and its check, before anything is written. ``full_refresh`` rebuilds from bronze.
 """
 
 from collections.abc import Callable, Iterator
@@ -17,6 +20,15 @@ from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 from recsys_assets import expectations
 from recsys_assets.assets.bronze import INGESTED_AT, SOURCE_FILE
 from recsys_assets.expectations import RAW, Expectation
+from recsys_assets.resources.lakehouse import SOURCES, Lakehouse
+from recsys_assets.tables import BRONZE, SILVER, in_layer
+
+BRONZE_VERSION = "_bronze_version"  # the bronze commit a row came from
+
+
+class RefreshConfig(dg.Config):
+    full_refresh: bool = False  # rebuild from all of upstream, as DLT's full refresh does
+
 
 PRODUCT_FIELDS = ("curr", "id", "name", "price", "promotion_info", "qty", "unit")
 # Parsed as strings first, so a non-numeric qty is caught by an expectation, not nulled silently.
@@ -50,6 +62,7 @@ def customers_typed(bronze: DataFrame) -> DataFrame:
             F.col("loyalty_segment").try_cast("int").alias("loyalty_segment"),
             F.col(SOURCE_FILE),
             F.col(INGESTED_AT),
+            F.col(BRONZE_VERSION),
         ],
     )
 
@@ -85,27 +98,22 @@ def sales_orders_typed(bronze: DataFrame) -> DataFrame:
             F.col("promo_info"),
             F.col(SOURCE_FILE),
             F.col(INGESTED_AT),
+            F.col(BRONZE_VERSION),
         ],
     )
 
 
-def latest_per_key(df: DataFrame, key: str, *order: Column) -> DataFrame:
-    """One row per ``key``: the first by ``order``, then by the newest ingestion."""
-    window = Window.partitionBy(key).orderBy(*order, F.desc(INGESTED_AT), F.desc(SOURCE_FILE))
-    return (
-        df.withColumn("_rank", F.row_number().over(window))
-        .where("_rank = 1")
-        .drop("_rank", SOURCE_FILE, INGESTED_AT)
-    )
+def latest_per_key(df: DataFrame, keys: list[str], *order: Column) -> DataFrame:
+    """One row per ``keys``: the first by ``order``, then by the newest ingestion."""
+    window = Window.partitionBy(*keys).orderBy(*order, F.desc(INGESTED_AT), F.desc(SOURCE_FILE))
+    return df.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
 
 
-def current_customers(valid: DataFrame) -> DataFrame:
+def current_customers(customers: DataFrame) -> DataFrame:
     """SCD2: the open record (no valid_to) of each customer, the newest if several."""
-    return latest_per_key(valid.where("valid_to IS NULL"), "customer_id", F.desc("valid_from"))
-
-
-def unique_orders(valid: DataFrame) -> DataFrame:
-    return latest_per_key(valid, "order_number")
+    return latest_per_key(
+        customers.where("valid_to IS NULL"), ["customer_id"], F.desc("valid_from")
+    ).drop(SOURCE_FILE, INGESTED_AT)
 
 
 @dataclass(frozen=True)
@@ -115,42 +123,63 @@ class SilverSpec:
     source: str
     typed: Callable[[DataFrame], DataFrame]
     rules: tuple[Expectation, ...]
-    keys: list[str]  # the bronze columns shown for a row that fails an expect_or_fail rule
-    conform: Callable[[DataFrame], DataFrame]
+    keys: list[str]  # silver's key: one row per key, MERGEd
+    shown: list[str]  # the bronze columns shown for a row that fails an expect_or_fail rule
     description: str
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        return f"{self.source}_bronze", f"{self.source}_silver", f"{self.source}_quarantine"
 
     def typed_rows(self, bronze: DataFrame) -> DataFrame:
         """The typed rows, persisted: the rule counts, the silver write and the quarantine write
-        all read them (JSON parsing included). On disk, not in the driver's heap, which also
-        holds the input and the collected output (benchmarks/README.md); unpersist when done."""
+        all read them (JSON parsing included). On disk, not in the driver's heap; unpersist
+        when done."""
         return self.typed(bronze).persist(StorageLevel.DISK_ONLY)
 
 
+def new_bronze_rows(lakehouse: Lakehouse, bronze: str, after: int, upto: int) -> DataFrame:
+    """Bronze rows committed in versions ``after + 1`` to ``upto``, with their version."""
+    if after >= upto:  # nothing new: the same columns, no rows
+        empty = lakehouse.read(BRONZE, bronze, upto).limit(0)
+        return empty.withColumn(BRONZE_VERSION, F.lit(0).cast("long"))
+    changes = lakehouse.changes(BRONZE, bronze, after, upto)
+    return (
+        changes.where("_change_type = 'insert'")  # bronze only appends
+        .drop("_change_type", "_commit_timestamp")
+        .withColumnRenamed("_commit_version", BRONZE_VERSION)
+    )
+
+
 def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
-    """The ``<source>_silver`` and ``<source>_quarantine`` assets, one check per rule."""
-    source, rules = spec.source, spec.rules
-    bronze, silver, quarantine = f"{source}_bronze", f"{source}_silver", f"{source}_quarantine"
+    """The ``<source>_silver`` and ``<source>_quarantine`` assets, one check per rule.
+
+    Written together, always: the multi-asset is not subsettable.
+    """
+    rules = spec.rules
+    bronze, silver, quarantine = spec.names
     all_rules = (expectations.WELL_FORMED, *rules)
 
     @dg.multi_asset(
-        name=f"{source}_silver_tables",
+        name=f"{spec.source}_silver_tables",
         group_name="silver",
-        ins={"bronze": dg.AssetIn(bronze)},
-        outs={
-            silver: dg.AssetOut(
-                is_required=False,
+        specs=[
+            dg.AssetSpec(
+                silver,
+                deps=[bronze],
                 kinds={"spark", "delta"},
-                metadata={"schema": "silver"},
+                metadata=in_layer(SILVER),
                 description=spec.description,
             ),
-            quarantine: dg.AssetOut(
-                is_required=False,
+            dg.AssetSpec(
+                quarantine,
+                deps=[bronze],
                 kinds={"spark", "delta"},
-                metadata={"schema": "silver"},
-                description=f"{source} rows dropped by an expectation, with the rules they broke.",
+                metadata=in_layer(SILVER),
+                description=f"{spec.source} rows dropped by an expectation, with the rules "
+                "they broke.",
             ),
-        },
-        can_subset=True,  # so `--select +als_champion` works; see the quarantine note below
+        ],
         check_specs=[
             dg.AssetCheckSpec(
                 r.name, asset=silver, description=f"expect_or_{r.action}: {r.predicate}"
@@ -158,78 +187,156 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             for r in all_rules
         ],
     )
-    def _silver(context: dg.AssetExecutionContext, bronze: DataFrame) -> Iterator:
-        rows = spec.typed_rows(bronze)  # each Output is stored before we resume
+    def _silver(
+        context: dg.AssetExecutionContext, config: RefreshConfig, lakehouse: Lakehouse
+    ) -> Iterator:
+        upto = lakehouse.version(BRONZE, bronze)
+        if upto is None:
+            raise dg.Failure(
+                f"{bronze} has no Delta table yet: select '*{silver}' to ingest first."
+            )
+        marks = {
+            table: -1 if config.full_refresh else lakehouse.bookmark(SILVER, table).get(bronze, -1)
+            for table in (silver, quarantine)
+        }
+        context.log.info(f"{bronze} v{upto}; consumed so far: {marks}")
+        rows = spec.typed_rows(new_bronze_rows(lakehouse, bronze, min(marks.values()), upto))
         try:
-            yield from _evaluate_and_write(context, rows)
+            applied = expectations.evaluate(rows, rules, spec.shown)
+            yield from check_results(context, silver, applied)
+            if applied.failure:
+                raise dg.Failure(
+                    description=f"{applied.failure}. {silver} stays at its last version."
+                )
+            info = {"dagster_run_id": context.run_id, SOURCES: {bronze: upto}}
+            new_quarantined = applied.quarantine.where(F.col(BRONZE_VERSION) > marks[quarantine])
+            mode = "overwrite" if config.full_refresh else "append"
+            lakehouse.write(new_quarantined, SILVER, quarantine, mode, info)
+            yield dg.MaterializeResult(
+                asset_key=quarantine,
+                metadata=lakehouse.metadata(SILVER, quarantine, new_quarantined.schema),
+            )
+            passing = applied.passing.where(F.col(BRONZE_VERSION) > marks[silver])
+            conformed = latest_per_key(passing, spec.keys).drop(BRONZE_VERSION)
+            if config.full_refresh:
+                lakehouse.write(conformed, SILVER, silver, "overwrite", info)
+            else:  # a row ingested later (a re-dropped file) replaces the one it repeats
+                update_if = f"s.{INGESTED_AT} >= t.{INGESTED_AT}"
+                lakehouse.merge(conformed, SILVER, silver, spec.keys, info, update_if)
+            yield dg.MaterializeResult(
+                asset_key=silver,
+                metadata={
+                    **lakehouse.metadata(SILVER, silver, conformed.schema),
+                    "bronze_version": dg.MetadataValue.int(upto),
+                },
+            )
         finally:
             rows.unpersist()
 
-    def _evaluate_and_write(context: dg.AssetExecutionContext, rows: DataFrame) -> Iterator:
-        try:
-            applied = expectations.apply(rows, rules, spec.keys)
-        except expectations.ExpectationFailed as failure:
-            raise dg.Failure(description=str(failure)) from failure
-        selected_checks = {key.name for key in context.selected_asset_check_keys}
-        for o in applied.outcomes:
-            if o.expectation.name not in selected_checks:
-                continue
-            fails_run = o.expectation.action == "fail"
-            yield dg.AssetCheckResult(
-                asset_key=silver,
-                check_name=o.expectation.name,
-                passed=o.violations == 0,
-                severity=dg.AssetCheckSeverity.ERROR if fails_run else dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "action": o.expectation.action,
-                    "rows": o.rows,
-                    "violations": o.violations,
-                    "passed_rows": o.rows - o.violations,
-                },
-            )
-        summary = ", ".join(f"{o.expectation.name}: {o.violations}" for o in applied.outcomes)
-        context.log.info(f"violations per rule: {summary}")
-        selected = {key.to_user_string() for key in context.selected_asset_keys}
-        if silver in selected:
-            yield dg.Output(spec.conform(applied.passing), silver)
-        if quarantine in selected:
-            yield dg.Output(applied.quarantine, quarantine)
-        else:  # it is rebuilt from bronze on its next materialisation, so nothing is lost
-            context.log.warning(f"{quarantine} is not selected in this run: not rewritten")
-
     return _silver
+
+
+def check_results(
+    context: dg.AssetExecutionContext, silver: str, applied: expectations.Applied
+) -> Iterator[dg.AssetCheckResult]:
+    """Each rule's counts over this run's new rows, as an asset check (fail rules: ERROR)."""
+    selected = {key.name for key in context.selected_asset_check_keys}
+    for o in applied.outcomes:
+        if o.expectation.name not in selected:
+            continue
+        fails_run = o.expectation.action == "fail"
+        yield dg.AssetCheckResult(
+            asset_key=silver,
+            check_name=o.expectation.name,
+            passed=o.violations == 0,
+            severity=dg.AssetCheckSeverity.ERROR if fails_run else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "action": o.expectation.action,
+                "rows": o.rows,
+                "violations": o.violations,
+                "passed_rows": o.rows - o.violations,
+            },
+        )
+    summary = ", ".join(f"{o.expectation.name}: {o.violations}" for o in applied.outcomes)
+    context.log.info(f"violations per rule: {summary}")
 
 
 CUSTOMERS = SilverSpec(
     "customers",
     customers_typed,
     expectations.CUSTOMERS,
+    ["customer_id", "valid_from"],
     ["customer_id", "customer_name", "_source_file"],
-    current_customers,
-    "Current customers (SCD2 open record), typed and validated.",
+    "Customer records (SCD2: every version, the open one has no valid_to), typed, validated.",
 )
 SALES_ORDERS = SilverSpec(
     "sales_orders",
     sales_orders_typed,
     expectations.SALES_ORDERS,
+    ["order_number"],
     ["order_number", "customer_id", "_source_file"],
-    unique_orders,
     "Orders, one row per order_number, typed, with ordered_products parsed.",
 )
 customers_silver = silver_tables(CUSTOMERS)
 sales_orders_silver = silver_tables(SALES_ORDERS)
 
 
+ORDERS, CUSTOMERS_SILVER = "sales_orders_silver", "customers_silver"
+JOIN_KEY = "order_number"
+CHANGED = "_change_type IN ('insert', 'update_postimage')"
+
+
 @dg.asset(
     group_name="silver",
+    deps=[ORDERS, CUSTOMERS_SILVER],
     kinds={"spark", "delta"},
-    metadata={"schema": "silver"},
+    metadata=in_layer(SILVER),
 )
 def sales_orders_customer_join_min(
-    sales_orders_silver: DataFrame, customers_silver: DataFrame
-) -> DataFrame:
+    context: dg.AssetExecutionContext, config: RefreshConfig, lakehouse: Lakehouse
+) -> dg.MaterializeResult:
     """Orders left-joined to their customer's current record, as in the DLT retail notebook."""
-    return join_customers(sales_orders_silver, customers_silver)
+    name = context.asset_key.path[-1]
+    versions = {t: lakehouse.version(SILVER, t) for t in (ORDERS, CUSTOMERS_SILVER)}
+    if None in versions.values():
+        raise dg.Failure(f"Silver tables missing ({versions}): select '*{name}'.")
+    marks = {} if config.full_refresh else lakehouse.bookmark(SILVER, name)
+    orders = lakehouse.read(SILVER, ORDERS, versions[ORDERS])
+    customers = current_customers(
+        lakehouse.read(SILVER, CUSTOMERS_SILVER, versions[CUSTOMERS_SILVER])
+    )
+    info = {"dagster_run_id": context.run_id, SOURCES: versions}
+    if set(marks) != set(versions):  # first run, or a full refresh
+        joined = join_customers(orders, customers)
+        lakehouse.write(joined, SILVER, name, "overwrite", info)
+    elif marks != versions:  # the orders that changed, and the orders of customers that did
+        changed = changed_orders(lakehouse, orders, marks, versions)
+        lakehouse.merge(join_customers(changed, customers), SILVER, name, [JOIN_KEY], info)
+    else:
+        context.log.info("No silver commit since the last run: nothing to join.")
+    return dg.MaterializeResult(metadata=lakehouse.metadata(SILVER, name))
+
+
+def changed_orders(
+    lakehouse: Lakehouse, orders: DataFrame, marks: dict[str, int], versions: dict[str, int]
+) -> DataFrame:
+    """Orders whose row, or whose customer's record, changed between the two sets of versions."""
+    changed = orders.limit(0)
+    if versions[ORDERS] > marks[ORDERS]:
+        feed = lakehouse.changes(SILVER, ORDERS, marks[ORDERS], versions[ORDERS]).where(CHANGED)
+        newest = Window.partitionBy(JOIN_KEY).orderBy(F.desc("_commit_version"))
+        changed = (
+            feed.withColumn("_rank", F.row_number().over(newest))
+            .where("_rank = 1")
+            .select(orders.columns)
+        )
+    if versions[CUSTOMERS_SILVER] > marks[CUSTOMERS_SILVER]:
+        feed = lakehouse.changes(
+            SILVER, CUSTOMERS_SILVER, marks[CUSTOMERS_SILVER], versions[CUSTOMERS_SILVER]
+        )
+        customer_ids = feed.select("customer_id").distinct()
+        changed = changed.unionByName(orders.join(customer_ids, "customer_id", "left_semi"))
+    return changed.dropDuplicates([JOIN_KEY])
 
 
 def join_customers(sales_orders_silver: DataFrame, customers_silver: DataFrame) -> DataFrame:

@@ -1,150 +1,219 @@
-"""Delta tables: the IO manager that stores Spark DataFrames with delta-rs, and direct table access.
+"""The Delta tables: Spark reads and writes them; delta-rs reads their logs.
 
-Tables live at ``<root_uri>/<layer>/<table>``; an asset names its layer with the ``schema``
-definition metadata (the dagster-deltalake convention), so asset keys stay unprefixed.
-Data passes Spark <-> Arrow, so no Delta jars are needed on the JVM side.
+Spark (Delta Lake's connector) moves every row, on the driver's executors or a Spark Connect
+server, so no table's data passes through this process. delta-rs (``deltalake``) reads only the
+Delta log: versions, row counts and commit history, for asset metadata and for the bookmarks of
+the incremental steps. Each commit carries the Dagster run id in its ``userMetadata``.
 """
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import (
-    ConfigurableResource,
-    InputContext,
-    MetadataValue,
-    OutputContext,
-    ResourceDependency,
-    TableColumn,
-    TableSchema,
-)
-from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
-from dagster_deltalake import DeltalakeBaseArrowTypeHandler, DeltaLakeIOManager, LocalConfig
-from dagster_deltalake.io_manager import DeltaLakeDbClient, TableConnection
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from recsys_assets.resources.spark import SparkResource
+from recsys_assets.tables import LAYER_KEY, table_uri
+
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+SOURCES = "sources"  # commit metadata: the upstream table versions a commit has consumed
+HISTORY_SEARCHED = 100  # commits searched for a bookmark (maintenance adds one or two a week)
 
 
-def table_schema(schema: pa.Schema) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name=f.name, type=str(f.type)) for f in schema])
+class MissingTable(Exception):
+    """A Delta table that has no commit yet."""
 
 
-class PySparkDeltaTypeHandler(DeltalakeBaseArrowTypeHandler[DataFrame]):
-    """Stores ``pyspark.sql.DataFrame`` outputs as Delta tables and loads inputs back into Spark."""
+def column_schema(schema: StructType) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name=f.name, type=f.dataType.simpleString()) for f in schema]
+    )
 
-    def __init__(self, spark: SparkResource):
-        self._spark = spark
+
+def rows_written(commit: dict[str, Any]) -> int:
+    """Rows a commit wrote, from its operation metrics (a write's output or a MERGE's changes)."""
+    metrics = commit.get("operationMetrics") or {}
+    if "numOutputRows" in metrics:
+        return int(metrics["numOutputRows"])
+    return int(metrics.get("numTargetRowsInserted", 0)) + int(
+        metrics.get("numTargetRowsUpdated", 0)
+    )
+
+
+class Lakehouse(dg.ConfigurableResource):
+    """Every Delta table of the project, at ``<root_uri>/<layer>/<table>`` (``tables.py``)."""
+
+    root_uri: str = Field(description="Folder or object-store URI holding <layer>/<table>.")
+    spark: dg.ResourceDependency[SparkResource]
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta-rs options for an object store's log reads."
+    )
 
     @property
-    def supported_types(self) -> Sequence[type[object]]:
-        return [DataFrame]
+    def session(self) -> SparkSession:
+        return self.spark.spark_session
 
-    def to_arrow(self, obj: DataFrame) -> tuple[pa.RecordBatchReader, dict[str, Any]]:
-        return obj.toArrow().to_reader(), {}
+    def uri(self, layer: str, table: str) -> str:
+        return table_uri(self.root_uri, layer, table)
 
-    def from_arrow(self, obj: pa.RecordBatchReader, target_type: type) -> DataFrame:
-        session: SparkSession = self._spark.spark_session
-        return session.createDataFrame(obj.read_all())
-
-    def load_input(
-        self, context: InputContext, table_slice: TableSlice, connection: TableConnection
-    ) -> DataFrame:
+    def log(self, layer: str, table: str) -> DeltaTable | None:
+        """The table's Delta log (delta-rs), or None before its first commit."""
         try:
-            return super().load_input(context, table_slice, connection)
-        except TableNotFoundError as missing:
-            upstream = context.asset_key.to_user_string()
-            raise dg.Failure(
-                f"Delta table {connection.table_uri} does not exist yet: materialise {upstream} "
-                f"first, or select '*{context.op_def.name}' to include every upstream asset."
-            ) from missing
-
-    def handle_output(
-        self,
-        context: OutputContext,
-        table_slice: TableSlice,
-        obj: DataFrame,
-        connection: TableConnection,
-    ) -> None:
-        if table_slice.partition_dimensions:  # dagster-deltalake's partition-aware write
-            super().handle_output(context, table_slice, obj, connection)
-            return
-        # Our own write for whole tables: the base handler's stats code does not read
-        # deltalake 1.x's arro3 add actions, and we want a schema that may evolve on overwrite.
-        mode = (context.definition_metadata or {}).get("mode") or "overwrite"
-        data = obj.toArrow()
-        table = None
-        if mode == "append" and data.num_rows == 0:  # appending nothing to a table: no commit
-            try:
-                table = DeltaTable(connection.table_uri, storage_options=connection.storage_options)
-            except TableNotFoundError:
-                pass  # the first write creates the table, empty or not
-        if table is None:
-            write_deltalake(
-                connection.table_uri,
-                data,
-                mode=mode,
-                schema_mode="overwrite" if mode == "overwrite" else None,
-                storage_options=connection.storage_options,
-                commit_properties=CommitProperties(
-                    custom_metadata={"dagster_run_id": context.run_id}
-                ),
-            )
-            table = DeltaTable(connection.table_uri, storage_options=connection.storage_options)
-        files = pa.table(table.get_add_actions(flatten=True))
-        context.add_output_metadata(
-            {
-                "dagster/row_count": MetadataValue.int(
-                    int(pc.sum(files["num_records"]).as_py() or 0)
-                ),
-                "dagster/column_schema": table_schema(data.schema),
-                "dagster/uri": connection.table_uri,
-                "rows_written": MetadataValue.int(data.num_rows),
-                "delta_version": MetadataValue.int(table.version()),
-            }
-        )
-
-
-class LakehouseIOManager(DeltaLakeIOManager):
-    """dagster-deltalake's IO manager with a PySpark type handler (it ships none)."""
-
-    spark: ResourceDependency[SparkResource]
-
-    @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
-        return []  # built per run in create_io_manager: the handler needs the Spark resource
-
-    def create_io_manager(self, context) -> DbIOManager:
-        return DbIOManager(
-            db_client=DeltaLakeDbClient(),
-            database="deltalake",
-            schema=self.schema_,
-            type_handlers=[PySparkDeltaTypeHandler(self.spark)],
-            default_load_type=DataFrame,
-            io_manager_name="LakehouseIOManager",
-        )
-
-
-class Lakehouse(ConfigurableResource):
-    """Direct access to the Delta tables, for assets that read their own table's history."""
-
-    root_uri: str = Field(description="Directory or object-store URI holding <layer>/<table>.")
-
-    def table_uri(self, layer: str, table: str) -> str:
-        return f"{self.root_uri.rstrip('/')}/{layer}/{table}"
-
-    def load(self, layer: str, table: str) -> DeltaTable | None:
-        """The Delta table, or None before its first commit."""
-        try:
-            return DeltaTable(self.table_uri(layer, table))
+            return DeltaTable(self.uri(layer, table), storage_options=self.storage_options or None)
         except TableNotFoundError:
             return None
 
+    def version(self, layer: str, table: str) -> int | None:
+        log = self.log(layer, table)
+        return None if log is None else log.version()
 
-def lakehouse_io_manager(root_uri: str, spark: SparkResource) -> LakehouseIOManager:
-    return LakehouseIOManager(root_uri=root_uri, storage_options=LocalConfig(), spark=spark)
+    def read(self, layer: str, table: str, version: int | None = None) -> DataFrame:
+        if self.log(layer, table) is None:
+            raise MissingTable(f"Delta table {self.uri(layer, table)} does not exist yet")
+        reader = self.session.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.uri(layer, table))
+
+    def changes(self, layer: str, table: str, after: int, upto: int) -> DataFrame:
+        """The rows of versions ``after + 1`` to ``upto``, from Delta's change data feed, with
+        ``_change_type`` and ``_commit_version``. ``after=-1`` reads every version."""
+        return (
+            self.session.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", after + 1)
+            .option("endingVersion", upto)
+            .load(self.uri(layer, table))
+        )
+
+    @contextmanager
+    def commit_info(self, info: dict[str, Any]) -> Iterator[None]:
+        """Delta's ``userMetadata`` for the commits made inside: the run id, and bookmarks."""
+        conf = self.session.conf
+        conf.set(USER_METADATA, json.dumps(info, sort_keys=True))
+        try:
+            yield
+        finally:
+            conf.unset(USER_METADATA)
+
+    def write(self, df: DataFrame, layer: str, table: str, mode: str, info: dict) -> None:
+        """Append, or overwrite (the schema may change with the code)."""
+        writer = df.write.format("delta").mode(mode)
+        if mode == "overwrite":
+            writer = writer.option("overwriteSchema", "true")
+        with self.commit_info(info):
+            writer.save(self.uri(layer, table))
+
+    def merge(
+        self,
+        df: DataFrame,
+        layer: str,
+        table: str,
+        keys: list[str],
+        info: dict,
+        update_if: str | None = None,
+    ) -> None:
+        """Upsert ``df`` by ``keys`` in one commit (a new table is created from it).
+
+        ``update_if``: a condition over ``t`` (target) and ``s`` (source) for replacing a match.
+        """
+        if self.log(layer, table) is None:
+            self.write(df, layer, table, "overwrite", info)
+            return
+        view = f"merge_source_{table}"
+        df.createOrReplaceTempView(view)
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        when = f" AND ({update_if})" if update_if else ""
+        try:
+            with self.commit_info(info):
+                self.session.sql(
+                    f"MERGE INTO delta.`{self.uri(layer, table)}` AS t USING {view} AS s ON {on} "
+                    f"WHEN MATCHED{when} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+                )
+        finally:
+            self.session.catalog.dropTempView(view)
+
+    def bookmark(self, layer: str, table: str) -> dict[str, int]:
+        """The upstream versions that the newest bookmarked commit of ``table`` had consumed."""
+        log = self.log(layer, table)
+        if log is None:
+            return {}
+        for commit in log.history(HISTORY_SEARCHED):  # newest first
+            try:
+                info = json.loads(commit.get("userMetadata") or "{}")
+            except json.JSONDecodeError:
+                continue
+            if SOURCES in info:
+                return {name: int(v) for name, v in info[SOURCES].items()}
+        return {}
+
+    def metadata(self, layer: str, table: str, schema: StructType | None = None) -> dict:
+        """Asset metadata from the Delta log: rows, version, what the last commit wrote."""
+        log = self.log(layer, table)
+        if log is None:
+            return {"dagster/uri": self.uri(layer, table)}
+        files = pa.table(log.get_add_actions(flatten=True))
+        rows = int(pc.sum(files["num_records"]).as_py() or 0) if files.num_rows else 0
+        [last] = log.history(1)
+        metadata = {
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "dagster/uri": self.uri(layer, table),
+            "delta_version": dg.MetadataValue.int(log.version()),
+            "delta_operation": last.get("operation", ""),
+            "rows_written": dg.MetadataValue.int(rows_written(last)),
+        }
+        if schema is not None:
+            metadata["dagster/column_schema"] = column_schema(schema)
+        return metadata
+
+    def optimize(self, layer: str, table: str) -> dict[str, Any]:
+        """OPTIMIZE (bin-packing small files); returns its metrics."""
+        [row] = self.session.sql(f"OPTIMIZE delta.`{self.uri(layer, table)}`").collect()
+        return row["metrics"].asDict() if row["metrics"] else {}
+
+    def vacuum(self, layer: str, table: str, retain_hours: int) -> None:
+        """VACUUM: delete files no version within ``retain_hours`` still reads."""
+        self.session.sql(f"VACUUM delta.`{self.uri(layer, table)}` RETAIN {retain_hours} HOURS")
+
+
+class LakehouseIOManager(dg.ConfigurableIOManager):
+    """Stores ``pyspark.sql.DataFrame`` outputs as Delta tables and loads inputs back, in Spark.
+
+    An asset names its layer with ``tables.in_layer``; ``mode`` is ``overwrite`` (default) or
+    ``append``. Appending no rows makes no commit.
+    """
+
+    lakehouse: dg.ResourceDependency[Lakehouse]
+
+    def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
+        metadata = context.definition_metadata or {}
+        layer, table = metadata[LAYER_KEY], context.asset_key.path[-1]
+        mode = metadata.get("mode") or "overwrite"
+        appends_nothing = mode == "append" and obj.isEmpty()
+        if not appends_nothing:
+            self.lakehouse.write(obj, layer, table, mode, {"dagster_run_id": context.run_id})
+        described = self.lakehouse.metadata(layer, table, obj.schema)
+        if appends_nothing:
+            described["rows_written"] = dg.MetadataValue.int(0)
+        context.add_output_metadata(described)
+
+    def load_input(self, context: dg.InputContext) -> DataFrame:
+        upstream = context.upstream_output
+        assert upstream is not None
+        layer = (upstream.definition_metadata or {})[LAYER_KEY]
+        try:
+            return self.lakehouse.read(layer, context.asset_key.path[-1])
+        except MissingTable as missing:
+            name = context.asset_key.to_user_string()
+            raise dg.Failure(
+                f"{missing}: materialise {name} first, or select '*{context.op_def.name}' to "
+                "include every upstream asset."
+            ) from missing

@@ -1,10 +1,34 @@
-"""The Spark session: created lazily, once per run process, local or on a cluster."""
+"""The Spark session: created lazily, once per run process, local or on a cluster, with Delta Lake.
 
+Delta Lake's Spark connector comes from Maven Central the way Spark users get it: its coordinate
+goes into ``spark.jars.packages`` and Spark's Ivy fetches it (and its dependencies) on the first
+start, caching them in ``~/.ivy2.5.2`` (it looks in ``~/.m2`` first). ``python -m
+recsys_assets.resources.spark`` starts one session to do that ahead of time (``make setup``).
+"""
+
+from importlib.metadata import version
 from typing import Any
 
+import pyspark
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 from pyspark.sql import SparkSession
+
+
+def delta_package() -> str:
+    """The Maven coordinate of the Delta jars matching the installed delta-spark and pyspark
+    (the rule of delta-spark's own ``configure_spark_with_delta_pip``)."""
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+
+
+# Static settings of a session that runs Delta: for a driver started here, and for the
+# Spark Connect server (`make test-cluster` passes the same to start-connect-server.sh).
+DELTA_SESSION: dict[str, str] = {
+    "spark.jars.packages": delta_package(),
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
 
 # Tuned for a laptop: small data, two to eight cores. Runtime SQL settings also apply on a cluster.
 SQL_DEFAULTS: dict[str, str] = {
@@ -12,6 +36,10 @@ SQL_DEFAULTS: dict[str, str] = {
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Every table records its changes, so each incremental step reads only what is new upstream.
+    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
+    # The Delta log is small here: a few partitions rebuild a snapshot faster than 50.
+    "spark.databricks.delta.snapshotPartitions": "4",
 }
 # netlib's Java BLAS beats a native one on ALS's tiny per-rating kernels below rank ~50
 # (benchmarks/README.md); keep it even where a system libblas.so.3 exists.
@@ -20,6 +48,7 @@ JAVA_BLAS = (
 )
 # For a driver started by this process (local[*] or a spark:// master).
 LOCAL_DEFAULTS: dict[str, str] = {
+    **DELTA_SESSION,
     "spark.ui.enabled": "false",
     "spark.driver.memory": "4g",
     "spark.ui.showConsoleProgress": "false",
@@ -75,3 +104,9 @@ def build_session(
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+if __name__ == "__main__":  # make setup: fetch the Delta jars once, and prove they load
+    session = build_session("local[1]", extra={"spark.log.level": "ERROR"})
+    print(f"Delta Lake for Spark ready: {delta_package()} (cached by Spark's Ivy in ~/.ivy2.5.2)")
+    session.stop()

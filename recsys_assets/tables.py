@@ -1,0 +1,26 @@
+"""Where each table lives: the layer names and the one rule that turns (layer, table) into a URI.
+
+Every table sits at ``<lakehouse root>/<layer>/<table>``. Assets name their layer with the
+``layer`` definition metadata (:func:`in_layer`), so asset keys stay unprefixed.
+"""
+
+BRONZE = "bronze"
+SILVER = "silver"
+GOLD = "gold"
+ML = "ml"  # train/test splits, evaluations and training sets: the models' own tables
+LAYERS = (BRONZE, SILVER, GOLD, ML)
+
+LAYER_KEY = "layer"
+
+
+def table_uri(root_uri: str, layer: str, table: str) -> str:
+    """The Delta table of ``table`` in ``layer``, under a folder or an object-store URI."""
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
+    return f"{root_uri.rstrip('/')}/{layer}/{table}"
+
+
+def in_layer(layer: str, **metadata: object) -> dict[str, object]:
+    """Definition metadata placing an asset's table in ``layer``."""
+    table_uri("", layer, "")  # validates the name
+    return {LAYER_KEY: layer, **metadata}

@@ -1,0 +1,146 @@
+"""The medallion is incremental like DLT streaming tables: each run reads only what is new."""
+
+import json
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from recsys_assets.definitions import build_definitions
+from recsys_assets.expectations import FAILED_RULES
+from recsys_assets.resources.lakehouse import Lakehouse
+from recsys_assets_tests.support import delta_table, generate, read_table
+
+SILVER_TABLES = ["sales_orders_silver", "sales_orders_quarantine"]
+FULL_REFRESH = {
+    "ops": {
+        op: {"config": {"full_refresh": True}}
+        for op in (
+            "customers_silver_tables",
+            "sales_orders_silver_tables",
+            "sales_orders_customer_join_min",
+        )
+    }
+}
+
+
+def bookmark(settings, table: str) -> dict:
+    [commit] = delta_table(settings, "silver", table).history(1)
+    return json.loads(commit["userMetadata"])["sources"]
+
+
+def sorted_frame(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    drop = [c for c in ("_ingested_at",) if c in frame]
+    return frame.drop(columns=drop).sort_values(key).reset_index(drop=True)
+
+
+def test_a_second_drop_reads_only_its_own_rows(settings, materialize):
+    first = generate(settings, bad_fraction=0.05)
+    materialize()
+    second = generate(settings, start_date=date(2024, 3, 1), bad_fraction=0.05)
+
+    result = materialize()
+
+    evaluations = {
+        e.check_name: e.metadata["rows"].value
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey("sales_orders_silver")
+    }
+    assert evaluations["pk_must_exist"] == second.orders + second.bad_rows.total  # new rows only
+    assert len(read_table(settings, "silver", "sales_orders_silver")) == (
+        first.orders + second.orders
+    )
+    quarantine = read_table(settings, "silver", "sales_orders_quarantine")
+    assert len(quarantine) == first.bad_rows.total + second.bad_rows.total
+    assert bookmark(settings, "sales_orders_silver") == {"sales_orders_bronze": 1}
+    join = read_table(settings, "silver", "sales_orders_customer_join_min")
+    assert len(join) == first.orders + second.orders and join.order_number.is_unique
+    assert bookmark(settings, "sales_orders_customer_join_min") == {
+        "sales_orders_silver": 1,
+        "customers_silver": 0,  # customers.csv again: already ingested, nothing new
+    }
+
+
+def test_a_run_killed_between_quarantine_and_silver_is_finished_without_duplicates(
+    settings, materialize, monkeypatch
+):
+    first = generate(settings, bad_fraction=0.05)
+    materialize()
+    second = generate(settings, start_date=date(2024, 3, 1), bad_fraction=0.05)
+    real_merge = Lakehouse.merge
+
+    def killed(self, df, layer, table, *args, **kwargs):
+        if table == "sales_orders_silver":
+            raise OSError("killed")
+        return real_merge(self, df, layer, table, *args, **kwargs)
+
+    monkeypatch.setattr(Lakehouse, "merge", killed)
+    assert not materialize(raise_on_error=False).success
+    assert len(read_table(settings, "silver", "sales_orders_silver")) == first.orders
+    monkeypatch.setattr(Lakehouse, "merge", real_merge)
+
+    assert materialize().success
+
+    assert len(read_table(settings, "silver", "sales_orders_silver")) == (
+        first.orders + second.orders
+    )
+    quarantine = read_table(settings, "silver", "sales_orders_quarantine")
+    assert len(quarantine) == first.bad_rows.total + second.bad_rows.total
+
+
+def test_full_refresh_rebuilds_the_same_tables(settings, materialize):
+    generate(settings, bad_fraction=0.05)
+    materialize()
+    generate(settings, start_date=date(2024, 3, 1), bad_fraction=0.05)
+    materialize()
+    incremental = {t: read_table(settings, "silver", t) for t in SILVER_TABLES}
+    join = read_table(settings, "silver", "sales_orders_customer_join_min")
+
+    assert materialize(run_config=FULL_REFRESH).success
+
+    key = ["order_number"]
+    pd.testing.assert_frame_equal(
+        sorted_frame(read_table(settings, "silver", "sales_orders_silver"), key),
+        sorted_frame(incremental["sales_orders_silver"], key),
+    )
+    quarantine = read_table(settings, "silver", "sales_orders_quarantine")
+    assert len(quarantine) == len(incremental["sales_orders_quarantine"])
+    pd.testing.assert_frame_equal(
+        sorted_frame(read_table(settings, "silver", "sales_orders_customer_join_min"), key),
+        sorted_frame(join, key),
+    )
+
+
+def test_a_blank_promo_info_is_quarantined_by_the_notebook_rule(settings, materialize):
+    summary = generate(settings)
+    [path] = summary.sales_orders_paths
+    text = path.read_text()
+    assert ',"{}"\n' in text  # records without a promotion end with an empty object
+    path.write_text(text.replace(',"{}"\n', ',""\n', 1))  # one of them: a blank promo_info
+
+    materialize()
+
+    quarantine = read_table(settings, "silver", "sales_orders_quarantine")
+    assert quarantine[FAILED_RULES].map(list).tolist() == [["promo_info_present"]]
+    assert len(read_table(settings, "silver", "sales_orders_silver")) == summary.orders - 1
+
+
+def test_maintenance_compacts_files_and_keeps_every_row(settings, materialize):
+    generate(settings, drops=3)
+    materialize(["customers_bronze", "sales_orders_bronze"])
+    before = delta_table(settings, "bronze", "sales_orders_bronze")
+    files_before, rows = len(before.file_uris()), len(before.to_pandas())
+
+    job = build_definitions(settings).resolve_job_def("maintain_tables")
+    result = job.execute_in_process(
+        run_config={"ops": {"optimize_and_vacuum": {"config": {"retain_hours": 0}}}}
+    )
+
+    assert result.success
+    after = delta_table(settings, "bronze", "sales_orders_bronze")
+    assert len(after.file_uris()) == 1 < files_before
+    assert len(after.to_pandas()) == rows
+    parquet = list(
+        (settings.home / "lakehouse" / "bronze" / "sales_orders_bronze").glob("*.parquet")
+    )
+    assert len(parquet) == 1  # VACUUM deleted the compacted files

@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test test-e2e test-cluster dev mlflow bench lint clean
+.PHONY: setup demo test test-e2e test-cluster dev mlflow bench lint clean maintain
 
 setup: $(BIN)/.installed
 
@@ -18,6 +18,8 @@ $(BIN)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# Delta Lake's Spark jars, from Maven Central into Spark's Ivy cache (~/.ivy2.5.2), once.
+	$(BIN)/python -m recsys_assets.resources.spark
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -58,6 +60,10 @@ bench: setup
 	$(BIN)/python benchmarks/incremental.py --orders 1000000
 	$(BIN)/python benchmarks/overhead.py --orders 100000
 	$(BIN)/python benchmarks/scale.py --sizes 10000 100000 1000000
+
+# OPTIMIZE and VACUUM every Delta table (also a weekly schedule, off by default, in `make dev`).
+maintain: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster job execute -m recsys_assets.definitions -j maintain_tables
 
 lint: setup
 	$(BIN)/ruff check --fix .

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(after imports {min(work['dagster']):.1f}s vs {min(work['plain']):.1f}s) "
           f"ratio={ratio:.2f}  target <= {TARGET_RATIO}: {verdict}  "
           f"(load {os.getloadavg()[0]:.1f})")  # fmt: skip
-    return 0
+    return 0 if verdict == "PASS" else 1
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def test_sales_orders_typing_keeps_bad_quantities_visible(spark):
     row = ("[]", "7", "Ann", "2", "1700000000", "42", products, "", None, "f.csv")
     schema = raw_schema(SALES_ORDERS_COLUMNS).add("_source_file", "string")
     bronze = spark.createDataFrame([row], schema).selectExpr(
-        "*", "current_timestamp() AS _ingested_at"
+        "*", "current_timestamp() AS _ingested_at", "7L AS _bronze_version"
     )
 
     [typed] = sales_orders_typed(bronze).collect()

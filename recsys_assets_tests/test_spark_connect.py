@@ -13,9 +13,11 @@ import pandas as pd
 from recsys_assets.settings import Settings
 from recsys_assets_tests.support import generate, read_table
 
+LINEAGE = ["_source_file", "_ingested_at"]  # where and when each home ingested the row
+
 
 def sorted_table(settings: Settings, layer: str, name: str) -> pd.DataFrame:
-    df = read_table(settings, layer, name)
+    df = read_table(settings, layer, name).drop(columns=LINEAGE, errors="ignore")
     return df.sort_values(list(df.columns[:2])).reset_index(drop=True)
 
 

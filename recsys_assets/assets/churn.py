@@ -184,8 +184,7 @@ def customer_features_as_of(customers: DataFrame, orders: DataFrame, as_of: int)
     )
     history = facts.agg(((F.lit(as_of) - F.min("ts")) / DAY).alias("_history_days"))
     joined = (
-        current_customers(customers)
-        .select("customer_id", "state", "loyalty_segment", "units_purchased")
+        customers.select("customer_id", "state", "loyalty_segment", "units_purchased")
         .join(per_customer, "customer_id", "left")
         .crossJoin(history)
     )
@@ -403,7 +402,9 @@ def customer_features(
         as_of = newest - config.horizon_days * DAY
     context.log.info(f"customer features as of {iso(as_of)}")
     context.add_output_metadata({"as_of": iso(as_of)})
-    return customer_features_as_of(customers_silver, sales_orders_customer_join_min, as_of)
+    return customer_features_as_of(
+        current_customers(customers_silver), sales_orders_customer_join_min, as_of
+    )
 
 
 class ChurnTrainingSetConfig(dg.Config):
@@ -592,7 +593,9 @@ def churn_predictions(
     as_of = newest_order(sales_orders_customer_join_min)
     if as_of is None:
         raise dg.Failure("sales_orders_customer_join_min has no orders: nothing to score.")
-    features = customer_features_as_of(customers_silver, sales_orders_customer_join_min, as_of)
+    features = customer_features_as_of(
+        current_customers(customers_silver), sales_orders_customer_join_min, as_of
+    )
     scored = score_customers(mlflow, features.toPandas())
     context.add_output_metadata(
         {

@@ -164,9 +164,9 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
         name=f"{spec.source}_silver_tables",
         group_name="silver",
         specs=[
-            dg.AssetSpec(
+            dg.AssetSpec(  # after its quarantine, so selecting silver selects both
                 silver,
-                deps=[bronze],
+                deps=[bronze, quarantine],
                 kinds={"spark", "delta"},
                 metadata=in_layer(SILVER),
                 description=spec.description,

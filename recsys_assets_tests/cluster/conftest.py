@@ -24,6 +24,7 @@ import psycopg2
 import pyspark
 import pytest
 
+from recsys_assets.resources.spark import DELTA_SESSION
 from recsys_assets_tests.processes import HOST, Service, free_port, listening
 
 SPARK_HOME = Path(pyspark.__file__).parent
@@ -279,6 +280,7 @@ def spark_connect(
             f"spark.connect.grpc.binding.port={port}",
             "--conf",
             "spark.ui.enabled=false",
+            *[arg for key, value in DELTA_SESSION.items() for arg in ("--conf", f"{key}={value}")],
         ],
         logs,
         ready=lambda: listening(port),

@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 from recsys_assets.assets import als, churn
 from recsys_assets.resources.mlflow import CHAMPION
 from recsys_assets.settings import Settings
+from recsys_assets.tables import table_uri
 from recsys_assets_tests.cluster.conftest import Postgres, SparkCluster
 from recsys_assets_tests.processes import HOST, Service, run
 from recsys_assets_tests.support import DEPLOYMENT_ENV, generate
@@ -78,7 +79,7 @@ class Deployment:
 
     def rows(self, layer: str, table: str) -> list[str]:
         """Every row as canonical JSON, sorted: equal lists mean the same rows."""
-        data = DeltaTable(f"{self.settings.lakehouse_uri}/{layer}/{table}").to_pyarrow_table()
+        data = DeltaTable(table_uri(self.settings.lakehouse_uri, layer, table)).to_pyarrow_table()
         data = data.drop_columns([c for c in data.column_names if c in RUN_COLUMNS])
         return sorted(canonical(row) for row in data.to_pylist())
 

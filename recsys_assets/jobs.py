@@ -1,5 +1,7 @@
 """Jobs. Spark steps share one session, so every job runs in-process (one JVM per run)."""
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from recsys_assets.assets.als import MODEL_NAME as ALS_MODEL
@@ -16,36 +18,47 @@ refresh_job = dg.define_asset_job(
 
 # The batch table each registered model scores.
 SCORED_BY = {ALS_MODEL: "customer_recommendations", "churn_model": "churn_predictions"}
-# What scoring reads besides the model; given to the nested run, which loads them from storage.
-SCORING_RESOURCES = ("io_manager", "mlflow", "spark", "lakehouse")
 
 
 class RollbackConfig(dg.Config):
     model: str = ALS_MODEL  # or "churn_model"
 
 
-@dg.op(required_resource_keys=set(SCORING_RESOURCES))
-def rollback_model_champion(context: dg.OpExecutionContext, config: RollbackConfig) -> None:
-    """Give the champion alias back to the version it replaced, then re-score its batch table."""
-    if config.model not in SCORED_BY:
-        raise dg.Failure(f"Unknown model {config.model!r}: one of {sorted(SCORED_BY)}.")
-    tracking: MlflowResource = context.resources.mlflow
-    replaced, restored = Registry(tracking.client, config.model).rollback(context.run_id)
-    context.log.info(
-        f"{config.model}: champion moved back from v{replaced} to v{restored}; "
-        f"v{replaced} is marked ROLLED_BACK and will not be promoted again"
+def rollback_job(resources: Mapping[str, object]) -> dg.JobDefinition:
+    """The rollback job; ``resources`` are the code location's, for the re-scoring run."""
+
+    @dg.op
+    def rollback_model_champion(
+        context: dg.OpExecutionContext, config: RollbackConfig, mlflow: MlflowResource
+    ) -> None:
+        """Give the champion alias back to the version it replaced, then re-score its table."""
+        if config.model not in SCORED_BY:
+            raise dg.Failure(f"Unknown model {config.model!r}: one of {sorted(SCORED_BY)}.")
+        replaced, restored = Registry(mlflow.client, config.model).rollback(context.run_id)
+        context.log.info(
+            f"{config.model}: champion moved back from v{replaced} to v{restored}; "
+            f"v{replaced} is marked ROLLED_BACK and will not be promoted again"
+        )
+        rescore(context, SCORED_BY[config.model], resources)
+
+    @dg.job(
+        name="rollback_champion",
+        description="Restore a model's previous champion and re-score its batch table.",
     )
-    rescore(context, SCORED_BY[config.model])
+    def rollback_champion():
+        rollback_model_champion()
+
+    return rollback_champion
 
 
-def rescore(context: dg.OpExecutionContext, table: str) -> None:
+def rescore(context: dg.OpExecutionContext, table: str, resources: Mapping[str, object]) -> None:
     """Materialise ``table`` again (a run of its own, in this instance) from the champion."""
     from recsys_assets.assets import als, bronze, churn, gold, silver  # noqa: PLC0415
 
     result = dg.materialize(
         dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
         selection=[table],
-        resources={key: getattr(context.resources, key) for key in SCORING_RESOURCES},
+        resources=resources,
         instance=context.instance,
         tags={"rollback_run_id": context.run_id},
         raise_on_error=False,
@@ -56,8 +69,3 @@ def rescore(context: dg.OpExecutionContext, table: str) -> None:
             f"{result.run_id}; materialise {table} again."
         )
     context.log.info(f"{table} re-scored from the restored champion in run {result.run_id}")
-
-
-@dg.job(description="Restore a model's previous champion and re-score its batch table.")
-def rollback_champion():
-    rollback_model_champion()

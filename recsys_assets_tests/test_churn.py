@@ -93,7 +93,9 @@ def trained(tmp_path_factory, spark) -> Trained:
     """Generated data taken from the landing zone through to churn_predictions, once."""
     settings = Settings.from_env({"RECSYS_HOME": str(tmp_path_factory.mktemp("churn") / "home")})
     summary = generate(settings, customers=CUSTOMERS, days=DAYS)
-    result = run_assets(settings, dg.AssetSelection.assets("churn_predictions").upstream())
+    result = run_assets(
+        settings, dg.AssetSelection.assets("churn_champion", "churn_predictions").upstream()
+    )
     return Trained(settings, summary.customers, result)
 
 

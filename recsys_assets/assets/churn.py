@@ -91,7 +91,7 @@ class ChurnTrainingSetConfig(dg.Config):
     split_seed: int = 42
     validation_percent: int = 20
     test_percent: int = 20  # used only when the data is too short for a later test slice
-    min_history_days: int = 30  # of orders before the earlier cutoff, for a time-sliced test
+    min_history_days: int = 21  # of orders before the earlier cutoff, for a time-sliced test
 
 
 @dg.asset(
@@ -180,7 +180,7 @@ def evaluate_on_test(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
         targets=LABEL,
         model_type="classifier",
         evaluators=["default"],
-        evaluator_config={"log_model_explainability": False, "pos_label": 1},
+        evaluator_config={"default": {"log_model_explainability": False, "pos_label": 1}},
     )
     return {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
 
@@ -343,7 +343,9 @@ def churn_predictions(
     context.add_output_metadata(
         {
             "model_version": dg.MetadataValue.int(version),
-            "features_as_of": str(customer_features.agg(F.max("as_of")).first()[0]),
+            "features_as_of": ml.iso(
+                customer_features.agg(F.max(F.unix_seconds("as_of"))).first()[0]
+            ),
             "mean_churn_probability": float(scored["churn_probability"].mean())
             if len(scored)
             else 0.0,

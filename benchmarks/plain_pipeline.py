@@ -33,8 +33,11 @@ from pyspark.sql import functions as F
 from recsys_assets import expectations
 from recsys_assets.assets import als, bronze, churn, gold, silver
 from recsys_assets.definitions import build_resources
+from recsys_assets.ml import als as ml_als
+from recsys_assets.ml import churn as ml_churn
+from recsys_assets.registry import Registry
 from recsys_assets.resources.landing import LandingZone
-from recsys_assets.resources.mlflow import CHALLENGER, MlflowResource
+from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
 from recsys_assets.resources.spark import build_session
 from recsys_assets.schemas import CUSTOMERS_COLUMNS, SALES_ORDERS_COLUMNS
 from recsys_assets.settings import Settings
@@ -121,21 +124,34 @@ def recommender(
         version = als.register_challenger(model, train, tracking)
 
     # A fresh home has no champion: the challenger is the one model evaluated.
-    data = als.held_out(train, test)
+    data = ml_als.held_out(train, test)
     with mlflow_run(experiment_id=tracking.experiment_id(als.EXPERIMENT), run_name="evaluation"):
-        metrics = als.evaluate_model(model, data)
+        results = ml_als.evaluate_models({"challenger": model}, data)
         log_param("challenger_model_uri", als.model_uri(version))
-        results = [{"role": "challenger", "model_version": int(version), **metrics}]
-        baseline = als.popularity_metrics(data)
-        results.append({"role": "popularity", "model_version": None, "rmse": None, **baseline})
-        for r in results:
-            log_metrics({f"{r['role']}_{k}": v for k, v in r.items() if als.is_metric(k, v)})
-    lake.save(als.evaluation_frame(test, results, run_id), "ml", "als_evaluation")
-    decision = als.gate_decision(results, als.GateConfig())
-    tracking.record_validation(als.MODEL_NAME, version, decision, run_id, None)
-    tracking.promote_validated(als.MODEL_NAME, run_id)
+        for role, values in results.items():
+            log_metrics({f"{role}_{k}": v for k, v in values.items()})
+    data.unpersist()
+    metrics = results["challenger"]
+    rows = [
+        (role, int(version) if role == "challenger" else None)
+        + tuple(values.get(c) for c in als.EVALUATION_COLUMNS)
+        + (run_id,)
+        for role, values in results.items()
+    ]
+    schema = "role string, model_version int, " + ", ".join(
+        f"{c} double" for c in als.EVALUATION_COLUMNS
+    )
+    lake.save(
+        spark.createDataFrame(rows, schema + ", dagster_run_id string"), "ml", "als_evaluation"
+    )
+    models = Registry(tracking.client, als.MODEL_NAME)
+    scores = {role: dict(values) for role, values in results.items()}
+    models.judge(version, None, scores, als.requirements(als.GateConfig()), run_id)
+    models.promote(version, run_id)
 
-    recs = als.recommendations_table(model, tables["sales_orders"], version)
+    recs = als.recommendations_table(
+        model, als.current_customers(tables["customers"]), tables["sales_orders"], version
+    )
     lake.save(recs, "gold", "customer_recommendations")
     return metrics
 
@@ -149,47 +165,49 @@ def churn_model(
 ) -> float:
     """Features, training set, autologged candidates, gate, champion, batch scoring."""
     customers, orders = tables["customers"], tables["joined"]
-    horizon = churn.CustomerFeaturesConfig().horizon_days
-    newest = churn.newest_order(orders)
-    as_of = newest - horizon * churn.DAY
+    newest = ml_churn.newest_order(orders)
     features = lake.save_and_use(
-        churn.customer_features_as_of(customers, orders, as_of), "gold", "customer_features"
+        ml_churn.customer_features_as_of(ml_churn.current_records(customers), orders, newest),
+        "gold",
+        "customer_features",
     )
     set_config = churn.ChurnTrainingSetConfig()
-    labelled = churn.with_churn_label(features, orders, set_config.horizon_days)
-    training_set = churn.with_split(labelled, set_config.split_seed, set_config.train_percent)
-    counts = training_set.groupBy(churn.SPLIT).agg(F.count(F.lit(1)), F.sum(churn.LABEL)).collect()
-    print("churn training set:", [tuple(r) for r in counts])
+    training_set, _, _ = ml_churn.training_set(
+        customers,
+        orders,
+        set_config.horizon_days,
+        set_config.split_seed,
+        set_config.validation_percent,
+        set_config.test_percent,
+        set_config.min_history_days,
+    )
+    counts = training_set.groupBy(ml_churn.SPLIT).agg(F.count(F.lit(1)), F.sum(ml_churn.LABEL))
+    print("churn training set:", [tuple(r) for r in counts.collect()])
     pandas = lake.save(training_set, "ml", "churn_training_set").to_pandas()
 
-    splits = churn.split_for_training(pandas, churn.ChurnModelConfig().min_rows)
-    tags = {churn.DAGSTER_RUN_TAG: run_id}
+    splits = ml_churn.split_for_training(pandas, churn.ChurnModelConfig().min_rows)
+    tags = {DAGSTER_RUN_TAG: run_id}
     experiment = tracking.experiment_id(churn.EXPERIMENT)
     with mlflow_run(experiment_id=experiment, run_name="churn_candidates", tags=tags) as parent:
         log_params(
             {
                 "train_rows": len(splits.train),
                 "validation_rows": len(splits.validation),
-                "features_as_of": str(splits.train["as_of"].iloc[0]),
-                "candidates": ",".join(churn.candidate_pipelines()),
+                "test_rows": len(splits.test),
+                "candidates": ",".join(ml_churn.candidate_pipelines()),
             }
         )
         candidates = churn.train_candidates(splits, parent.info.experiment_id, tags)
         best = max(candidates, key=lambda c: c.roc_auc)
-        log_metric(churn.AUC_TAG, best.roc_auc)
+        log_metric(ml_churn.AUC_TAG, best.roc_auc)
         set_tag("best_candidate", best.name)
-        version = register_model(
-            best.model_uri,
-            churn.MODEL_NAME,
-            tags={churn.AUC_TAG: repr(best.roc_auc), churn.CANDIDATE_TAG: best.name, **tags},
-        ).version
-        set_tag("registered_version", version)
-    tracking.set_alias(churn.MODEL_NAME, CHALLENGER, version)
-    churn.evaluate_gate(run_id, tracking, pandas[pandas[churn.SPLIT] == churn.VALIDATION])
-    churn.promote_gated_challenger(run_id, tracking)
+        version = str(register_model(best.model_uri, churn.MODEL_NAME, tags=tags).version)
+        churn.evaluate_on_test(best.model_uri, splits.test)
+    Registry(tracking.client, churn.MODEL_NAME).mark_challenger(version)
+    churn.evaluate_gate(run_id, tracking, version, splits.test)
+    churn.promote(version, run_id, tracking)
 
-    now = churn.customer_features_as_of(customers, orders, newest)
-    scored = churn.score_customers(tracking, now.toPandas())
+    scored = churn.score_customers(tracking, features.toPandas())
     lake.save(spark.createDataFrame(scored), "gold", "churn_predictions")
     return best.roc_auc
 

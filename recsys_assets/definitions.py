@@ -3,7 +3,7 @@
 import dagster as dg
 
 from recsys_assets.assets import als, bronze, churn, gold, silver
-from recsys_assets.jobs import refresh_job, rollback_champion
+from recsys_assets.jobs import refresh_job, rollback_job
 from recsys_assets.maintenance import maintain_tables, weekly_maintenance
 from recsys_assets.resources.lakehouse import Lakehouse, LakehouseIOManager
 from recsys_assets.resources.landing import LandingZone
@@ -32,13 +32,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    resources = build_resources(settings)
     return dg.Definitions(
         assets=dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
         asset_checks=dg.load_asset_checks_from_modules([als, churn]),
-        jobs=[refresh_job, rollback_champion, maintain_tables],
+        jobs=[refresh_job, rollback_job(resources), maintain_tables],
         schedules=[daily_refresh, weekly_maintenance],
         sensors=[csv_drop_sensor],
-        resources=build_resources(settings),
+        resources=resources,
         executor=dg.in_process_executor,
     )
 

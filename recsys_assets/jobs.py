@@ -1,8 +1,11 @@
 """Jobs. Spark steps share one session, so every job runs in-process (one JVM per run)."""
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from recsys_assets.assets.als import MODEL_NAME as ALS_MODEL
+from recsys_assets.registry import Registry
 from recsys_assets.resources.mlflow import MlflowResource
 
 # Everything downstream of the landing zone, including models added to the graph later.
@@ -13,20 +16,56 @@ refresh_job = dg.define_asset_job(
     description="Ingest new CSV drops and rebuild every table and model downstream of them.",
 )
 
+# The batch table each registered model scores.
+SCORED_BY = {ALS_MODEL: "customer_recommendations", "churn_model": "churn_predictions"}
+
 
 class RollbackConfig(dg.Config):
     model: str = ALS_MODEL  # or "churn_model"
 
 
-@dg.op
-def rollback_model_champion(
-    context: dg.OpExecutionContext, config: RollbackConfig, mlflow: MlflowResource
-) -> None:
-    """Give the champion alias back to the version the current champion replaced."""
-    replaced, restored = mlflow.rollback(config.model)
-    context.log.info(f"{config.model}: champion moved back from v{replaced} to v{restored}")
+def rollback_job(resources: Mapping[str, object]) -> dg.JobDefinition:
+    """The rollback job; ``resources`` are the code location's, for the re-scoring run."""
+
+    @dg.op
+    def rollback_model_champion(
+        context: dg.OpExecutionContext, config: RollbackConfig, mlflow: MlflowResource
+    ) -> None:
+        """Give the champion alias back to the version it replaced, then re-score its table."""
+        if config.model not in SCORED_BY:
+            raise dg.Failure(f"Unknown model {config.model!r}: one of {sorted(SCORED_BY)}.")
+        replaced, restored = Registry(mlflow.client, config.model).rollback(context.run_id)
+        context.log.info(
+            f"{config.model}: champion moved back from v{replaced} to v{restored}; "
+            f"v{replaced} is marked ROLLED_BACK and will not be promoted again"
+        )
+        rescore(context, SCORED_BY[config.model], resources)
+
+    @dg.job(
+        name="rollback_champion",
+        description="Restore a model's previous champion and re-score its batch table.",
+    )
+    def rollback_champion():
+        rollback_model_champion()
+
+    return rollback_champion
 
 
-@dg.job(description="Restore a model's previous champion in one step (ALS unless configured).")
-def rollback_champion():
-    rollback_model_champion()
+def rescore(context: dg.OpExecutionContext, table: str, resources: Mapping[str, object]) -> None:
+    """Materialise ``table`` again (a run of its own, in this instance) from the champion."""
+    from recsys_assets.assets import als, bronze, churn, gold, silver  # noqa: PLC0415
+
+    result = dg.materialize(
+        dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
+        selection=[table],
+        resources=resources,
+        instance=context.instance,
+        tags={"rollback_run_id": context.run_id},
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise dg.Failure(
+            f"The champion was rolled back, but re-scoring {table} failed in run "
+            f"{result.run_id}; materialise {table} again."
+        )
+    context.log.info(f"{table} re-scored from the restored champion in run {result.run_id}")

@@ -15,7 +15,8 @@ from pyspark.sql import functions as F
 from recsys_assets.assets import als
 from recsys_assets.assets.als import MODEL_NAME, split_bucket
 from recsys_assets.definitions import build_definitions
-from recsys_assets.resources.mlflow import CHAMPION, MlflowResource
+from recsys_assets.registry import Registry
+from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.settings import Settings
 from recsys_assets_tests.support import generate, read_table
 
@@ -60,8 +61,7 @@ def mlflow_resource(settings: Settings) -> MlflowResource:
 
 
 def champion_version(settings: Settings) -> str | None:
-    version = mlflow_resource(settings).version_with_alias(MODEL_NAME, CHAMPION)
-    return str(version.version) if version else None
+    return Registry(mlflow_resource(settings).client, MODEL_NAME).champion()
 
 
 def test_split_is_a_stable_function_of_the_pair(spark):
@@ -82,50 +82,128 @@ def test_split_is_a_stable_function_of_the_pair(spark):
     assert sides.withColumn("other", split_bucket(7)).where("bucket != other").count() > 0
 
 
-def test_gate_promotes_first_blocks_weak_promotes_better_and_rolls_back(
-    settings, lakehouse, materialize
-):
-    first = materialize(MODEL_ASSETS, run_config=als_config(rank=2, max_iter=2))
-    assert first.success
-    assert gate(first).passed and gate(first).metadata["reason"].value == "no champion yet"
-    assert champion_version(settings) == "1"
+def run(settings, instance, selection, config=None) -> dg.ExecuteInProcessResult:
+    """Materialise against one instance for the whole test: pinned versions are read from it."""
+    defs = build_definitions(settings)
+    return dg.materialize(
+        [*(defs.assets or []), *(defs.asset_checks or [])],
+        selection=selection,
+        resources=defs.resources,
+        run_config=config,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def scored_version(result: dg.ExecuteInProcessResult) -> int:
+    [event] = result.asset_materializations_for_node("customer_recommendations")
+    return event.metadata["model_version"].value
+
+
+def assert_no_purchased_product(settings: Settings) -> None:
     recommendations = read_table(settings, "gold", "customer_recommendations")
+    orders = read_table(settings, "silver", "sales_orders_silver")
+    bought = {
+        (c, p["id"])
+        for c, products in zip(orders.customer_id, orders.ordered_products, strict=True)
+        for p in products
+    }
+    pairs = set(zip(recommendations.customer_id, recommendations.product_id, strict=True))
+    assert len(pairs) == len(recommendations)  # no product twice for one customer
+    assert not pairs & bought
+
+
+# Measured on this data (200 customers, 60 days, seed 7), preference RMSE / NDCG@10:
+# champion rank 2, 2 iterations 0.632 / 0.175; popularity NDCG 0.152; the alpha=40 challenger
+# 0.603 / 0.135 (better RMSE, worse ranking); rank 4, 3 iterations, alpha 5: 0.515 / 0.240.
+CHAMPION_CONFIG = als_config(rank=2, max_iter=2)
+WEAK_RANKING = als_config(rank=20, max_iter=10, alpha=40.0)
+BETTER = als_config(rank=4, max_iter=3, alpha=5.0)
+
+
+def test_the_gate_blocks_a_better_rmse_that_ranks_worse_and_scoring_goes_on(
+    settings, lakehouse, spark
+):
+    instance = dg.DagsterInstance.ephemeral()
+    first = run(settings, instance, MODEL_ASSETS, CHAMPION_CONFIG)
+    assert first.success
+    verdict = gate(first)
+    assert verdict.passed and verdict.metadata["champion_version"].value == "none"
+    assert champion_version(settings) == "1" and scored_version(first) == 1
+    recommendations = read_table(settings, "gold", "customer_recommendations")
+    customers = read_table(settings, "silver", "customers_silver")
+    assert set(recommendations.customer_id) == set(customers.customer_id)
     assert (recommendations.groupby("customer_id").size() == 10).all()
     assert set(recommendations.model_version) == {1} and recommendations.product_name.notna().all()
-    known = read_table(settings, "ml", "als_train").customer_id.nunique()
-    assert recommendations.customer_id.nunique() == known
-    evaluation = read_table(settings, "ml", "als_evaluation").set_index("role")
-    assert set(evaluation.index) == {"challenger", "popularity"}
-    assert evaluation.loc["challenger", "ndcg_at_10"] > evaluation.loc["popularity", "ndcg_at_10"]
+    known = set(read_table(settings, "ml", "als_train").customer_id)
+    sources = recommendations.groupby("customer_id").source.agg(set)
+    assert all(sources[c] == ({"als"} if c in known else {"popularity"}) for c in sources.index)
+    assert (sources == {"popularity"}).sum() > 0  # customers without orders in the window
+    assert_no_purchased_product(settings)
 
-    weak = materialize(
-        MODEL_ASSETS, run_config=als_config(rank=1, max_iter=1), raise_on_error=False
-    )
-    assert not weak.success  # a blocking check that fails fails the run: the CLI exits non-zero
+    weak = run(settings, instance, MODEL_ASSETS, WEAK_RANKING)
+    assert not weak.success  # a failed blocking check fails the run
     verdict = gate(weak)
-    assert not verdict.passed and "does not beat" in verdict.metadata["reason"].value
-    assert verdict.metadata["challenger"].value > verdict.metadata["champion"].value
+    values = {k: v.value for k, v in verdict.metadata.items()}
+    assert not verdict.passed
+    assert values["challenger_rmse"] < values["champion_rmse"] - 0.02  # RMSE alone would promote
+    assert values["challenger_ndcg_at_10"] < values["champion_ndcg_at_10"] - 0.02
+    assert values["challenger_ndcg_at_10"] < values["popularity_ndcg_at_10"]
+    assert "is below champion's" in values["requirement: rmse < champion"]
+    assert "is below champion's" in values["requirement: ndcg_at_10 >= champion"]
+    assert "is below popularity's" in values["requirement: ndcg_at_10 >= popularity"]
     assert champion_version(settings) == "1"
     assert not weak.asset_materializations_for_node("als_champion")
-    client = mlflow_resource(settings).client
-    assert client.get_model_version(MODEL_NAME, "2").tags["validation_status"] == "FAILED"
+    assert scored_version(weak) == 1  # the day's scores, from the unchanged champion
+    registry = Registry(mlflow_resource(settings).client, MODEL_NAME)
+    assert registry.verdict("2").status == "FAILED"
 
-    # Measured on this data: RMSE 0.976 (first), 1.063 (weak), 0.789 (better).
-    better = materialize(MODEL_ASSETS, run_config=als_config(rank=4, max_iter=3, alpha=5.0))
-    assert gate(better).passed
+    better = run(settings, instance, MODEL_ASSETS, BETTER)
+    assert better.success and gate(better).passed
     assert champion_version(settings) == "3"
-    assert client.get_model_version(MODEL_NAME, "3").tags["previous_champion_version"] == "1"
+    assert scored_version(better) == 3  # scoring ran after the promotion in the same run
+    assert registry.version("3").tags["previous_champion_version"] == "1"
 
     rollback = build_definitions(settings).resolve_job_def("rollback_champion")
-    assert rollback.execute_in_process().success
+    assert rollback.execute_in_process(instance=instance).success
     assert champion_version(settings) == "1"
+    assert registry.verdict("3").status == "ROLLED_BACK"
+    assert set(read_table(settings, "gold", "customer_recommendations").model_version) == {1}
+
+    # The gate again without retraining: it judges v3 (als_challenger's latest), and refuses it.
+    again = run(settings, instance, ["als_evaluation", "als_champion"])
+    assert not again.success and not gate(again).passed
+    assert "rolled back" in gate(again).metadata["reason"].value
+    assert champion_version(settings) == "1" and registry.verdict("3").status == "ROLLED_BACK"
+
+
+def test_recommendations_can_include_purchased_products_when_configured(
+    settings, lakehouse, materialize
+):
+    config = {
+        **CHAMPION_CONFIG["ops"],
+        "customer_recommendations": {"config": {"exclude_purchased": False}},
+    }
+    assert materialize(MODEL_ASSETS, run_config={"ops": config}).success
+    recommendations = read_table(settings, "gold", "customer_recommendations")
+    orders = read_table(settings, "silver", "sales_orders_silver")
+    bought = {
+        (c, p["id"])
+        for c, products in zip(orders.customer_id, orders.ordered_products, strict=True)
+        for p in products
+    }
+    repeated = sum(
+        pair in bought
+        for pair in zip(recommendations.customer_id, recommendations.product_id, strict=True)
+    )
+    assert repeated > len(recommendations) * 0.2  # what exclusion removes by default
 
 
 def test_champion_owns_its_indexes_and_scores_reindexed_products(
     settings, lakehouse, materialize, spark
 ):
     materialize(["als_challenger", "als_evaluation", "als_champion"], run_config=als_config(4, 3))
-    model = mlflow_spark.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    model = mlflow_spark.load_model(f"models:/{MODEL_NAME}@champion")
     user_indexer, item_indexer, als_model = model.stages
 
     # A table whose product frequencies are reversed: a freshly fitted indexer would renumber.
@@ -175,7 +253,7 @@ def test_a_test_split_of_unknown_customers_fails_evaluation_and_moves_no_alias(
     )
 
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert "could score no row of als_test" in str(failure.step_failure_data.error)
+    assert "No held-out row can be scored" in str(failure.step_failure_data.error)
     assert champion_version(settings) is None
 
 

@@ -22,18 +22,22 @@ from sklearn.pipeline import Pipeline
 
 from recsys_assets.assets import churn
 from recsys_assets.definitions import build_definitions
-from recsys_assets.resources.mlflow import (
+from recsys_assets.ml import churn as ml
+from recsys_assets.registry import (
     CHALLENGER,
     CHAMPION,
-    DAGSTER_RUN_TAG,
     PREVIOUS_CHAMPION_TAG,
-    VALIDATION_STATUS_TAG,
-    MlflowResource,
+    Registry,
+    Verdict,
 )
+from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
 from recsys_assets.settings import Settings
 from recsys_assets_tests.support import generate, read_table
 
 CUSTOMERS, DAYS = 400, 90  # ~6k orders; about 100 validation customers
+
+
+INSTANCE = dg.DagsterInstance.ephemeral()  # one event log: gates read the version trained
 
 
 def run_assets(
@@ -46,6 +50,7 @@ def run_assets(
         selection=selection,
         resources=defs.resources,
         raise_on_error=raise_on_error,
+        instance=INSTANCE,
     )
 
 
@@ -88,7 +93,9 @@ def trained(tmp_path_factory, spark) -> Trained:
     """Generated data taken from the landing zone through to churn_predictions, once."""
     settings = Settings.from_env({"RECSYS_HOME": str(tmp_path_factory.mktemp("churn") / "home")})
     summary = generate(settings, customers=CUSTOMERS, days=DAYS)
-    result = run_assets(settings, dg.AssetSelection.assets("churn_predictions").upstream())
+    result = run_assets(
+        settings, dg.AssetSelection.assets("churn_champion", "churn_predictions").upstream()
+    )
     return Trained(settings, summary.customers, result)
 
 
@@ -111,10 +118,10 @@ def test_candidates_are_autologged_runs_nested_under_one_parent(trained):
         expected = {"logistic_regression": "model__C", "random_forest": "model__n_estimators"}
         assert expected[child.info.run_name] in child.data.params  # the estimator's own
         assert 0.5 < child.data.metrics["training_roc_auc"] <= 1.0  # autologged
-        assert 0.0 <= child.data.metrics[churn.AUC_TAG] <= 1.0  # ours, on validation
+        assert child.data.metrics[ml.AUC_TAG] > 0.6  # ours, on validation
         assert child.outputs.model_outputs  # autolog logged the fitted pipeline
-    best = max(children, key=lambda r: r.data.metrics[churn.AUC_TAG])
-    assert parent.data.metrics[churn.AUC_TAG] == best.data.metrics[churn.AUC_TAG]
+    best = max(children, key=lambda r: r.data.metrics[ml.AUC_TAG])
+    assert parent.data.metrics[ml.AUC_TAG] == best.data.metrics[ml.AUC_TAG]
     assert parent.data.tags["best_candidate"] == best.info.run_name
     assert autologging_is_disabled("sklearn")  # the step turned autolog off again
 
@@ -122,7 +129,7 @@ def test_candidates_are_autologged_runs_nested_under_one_parent(trained):
     assert parent.info.run_id in metadata["mlflow_run"].value
     table = metadata["candidates"].value
     assert "logistic_regression" in table and "random_forest" in table
-    assert metadata["val_roc_auc"].value == best.data.metrics[churn.AUC_TAG]
+    assert metadata["val_roc_auc"].value == best.data.metrics[ml.AUC_TAG]
     assert metadata["model_version"].value == 1
 
 
@@ -130,14 +137,22 @@ def test_best_candidate_is_registered_gated_and_promoted_to_champion(trained):
     champion, challenger = alias(trained.settings, CHAMPION), alias(trained.settings, CHALLENGER)
     assert versions(trained.settings) == ["1"]
     assert str(champion.version) == str(challenger.version) == "1"
-    auc = float(champion.tags[churn.AUC_TAG])
+    auc = float(champion.tags[ml.AUC_TAG])
     assert auc > 0.65, f"the champion's validation ROC AUC is only {auc:.3f}"
-    assert champion.tags[churn.DAGSTER_RUN_TAG] == trained.result.run_id
-    assert champion.tags[VALIDATION_STATUS_TAG] == "PASSED"
+    assert champion.tags[DAGSTER_RUN_TAG] == trained.result.run_id
+    verdict = Verdict.from_tags(champion.tags)
+    assert verdict.status == "PASSED" and verdict.dagster_run_id == trained.result.run_id
 
     gate = gate_evaluation(trained.result)
-    assert gate.passed and gate.metadata["reason"].value == "no champion yet"
-    assert gate.metadata["challenger"].value == pytest.approx(auc)
+    assert gate.passed and gate.metadata["reason"].value == "no champion to compare roc_auc with"
+    test_auc = gate.metadata["challenger_roc_auc"].value  # on the later test slice
+    assert test_auc > 0.65 and verdict.metrics["challenger_roc_auc"] == test_auc
+    model = trained.result.asset_materializations_for_node("churn_model")[0].metadata
+    assert model["test_roc_auc"].value == pytest.approx(test_auc)  # mlflow.models.evaluate's
+    run = registry(trained.settings).get_run(model["mlflow_run"].value.rsplit("/", 1)[-1])
+    artifacts = {a.path for a in registry(trained.settings).list_artifacts(run.info.run_id)}
+    assert {"roc_curve_plot.png", "precision_recall_curve_plot.png"} <= artifacts, artifacts
+    assert "confusion_matrix.png" in artifacts
     promoted = trained.result.asset_materializations_for_node("churn_champion")[0]
     assert promoted.metadata["model_version"].value == 1
 
@@ -164,31 +179,30 @@ def test_predictions_score_every_current_customer_with_the_champion(trained):
     newest = orders.order_datetime.max()
     scored = trained.result.asset_materializations_for_node("churn_predictions")[0]
     assert pd.Timestamp(scored.metadata["features_as_of"].value) == newest.floor("s")
+    assert scored.metadata["model_version"].value == 1
 
 
-def test_features_and_labels_as_of_the_cutoff(trained):
+def test_training_set_labels_and_time_slices(trained):
     settings = trained.settings
-    features = read_table(settings, "gold", "customer_features")
     training = read_table(settings, "ml", "churn_training_set")
     orders = read_table(settings, "silver", "sales_orders_silver")
+    newest = orders.order_datetime.max().floor("s")
 
-    assert len(features) == trained.customers and features.customer_id.is_unique
-    assert [c for c, _, _ in churn.FEATURE_COLUMNS] == list(features.columns)
-    cutoff = orders.order_datetime.max().floor("s") - timedelta(days=30)
-    assert (features.as_of == cutoff).all()
-
-    # The label, recomputed with pandas from silver: no order in (cutoff, cutoff + 30 days].
-    after = orders[(orders.order_datetime > cutoff)].customer_id.unique()
-    expected = (~training.customer_id.isin(after)).astype(int)
-    assert (training.churned == expected).all()
-    assert 0.1 < training.churned.mean() < 0.5
-    # Frequency before the cutoff, recomputed the same way.
-    before = orders[orders.order_datetime <= cutoff].groupby("customer_id").size()
-    counts = features.set_index("customer_id").order_count
-    assert (counts == before.reindex(counts.index, fill_value=0)).all()
-
-    shares = training.split.value_counts(normalize=True)
-    assert set(shares.index) == {"train", "validation"} and 0.7 < shares["train"] < 0.9
+    # 90 days of data: the test split is a later time slice than train and validation.
+    test_cut, early_cut = newest - timedelta(days=30), newest - timedelta(days=60)
+    assert set(training[training.split == "test"].as_of) == {test_cut}
+    assert set(training[training.split != "test"].as_of) == {early_cut}
+    for cutoff, rows in training.groupby("as_of"):
+        # The label, recomputed with pandas: no order in (cutoff, cutoff + 30 days].
+        window = orders[(orders.order_datetime > cutoff)]
+        window = window[window.order_datetime <= cutoff + timedelta(days=30)]
+        assert (rows.churned == (~rows.customer_id.isin(window.customer_id)).astype(int)).all()
+        before = orders[orders.order_datetime <= cutoff].groupby("customer_id").size()
+        counts = rows.set_index("customer_id").order_count
+        assert (counts == before.reindex(counts.index, fill_value=0)).all()
+        assert 0.1 < rows.churned.mean() < 0.6
+    early = training[training.split != "test"].split.value_counts(normalize=True)
+    assert 0.7 < early["train"] < 0.9
 
 
 # ----------------------------------------------------------------------- the gate
@@ -202,13 +216,14 @@ def test_an_identical_retrain_does_not_beat_the_champion_and_is_not_promoted(tra
     gate = gate_evaluation(result)
     assert not gate.passed
     assert gate.metadata["challenger_version"].value == 2
-    assert gate.metadata["champion_version"].value == 1
-    assert gate.metadata["challenger"].value == gate.metadata["champion"].value  # same data
-    assert "does not beat" in gate.metadata["reason"].value
+    assert gate.metadata["champion_version"].value == "1"
+    values = {k: v.value for k, v in gate.metadata.items()}
+    assert values["challenger_roc_auc"] == values["champion_roc_auc"]  # same data, same model
+    assert "is equal to champion's" in values["reason"]
     assert result.asset_materializations_for_node("churn_champion") == []
     assert alias_version(settings, CHAMPION) == "1"
     assert alias_version(settings, CHALLENGER) == "2"
-    assert alias(settings, CHALLENGER).tags[VALIDATION_STATUS_TAG] == "FAILED"
+    assert Verdict.from_tags(alias(settings, CHALLENGER).tags).status == "FAILED"
 
 
 def test_the_champion_moves_only_after_the_gate_passed_in_the_same_run(trained):
@@ -218,7 +233,7 @@ def test_the_champion_moves_only_after_the_gate_passed_in_the_same_run(trained):
     result = run_assets(settings, ["churn_champion"], raise_on_error=False)
 
     assert not result.success
-    assert "No gate judged" in failure_message(result)
+    assert "No gate judged" in failure_message(result)  # v2 (the latest churn_model) was not
     assert alias_version(settings, CHAMPION) == champion
 
 
@@ -228,15 +243,17 @@ def test_the_champion_moves_only_after_the_gate_passed_in_the_same_run(trained):
 def training_rows(n: int, churned) -> pd.DataFrame:
     """A churn_training_set frame of ``n`` customers (the feature values are arbitrary)."""
     rows = pd.DataFrame({"customer_id": range(1, n + 1)})
-    for name, type_, _ in churn.FEATURE_COLUMNS[1:]:
+    for name, type_, _ in ml.FEATURE_COLUMNS[1:]:
         if type_ == "string":
             rows[name] = "CA"
         elif type_ == "timestamp":
             rows[name] = pd.Timestamp("2024-03-01", tz="UTC")
         else:
             rows[name] = (rows.customer_id % 7).astype("float64" if type_ == "double" else "int64")
-    rows[churn.LABEL] = churned(rows.customer_id)
-    rows[churn.SPLIT] = ["validation" if i % 5 == 0 else "train" for i in rows.customer_id]
+    rows[ml.LABEL] = churned(rows.customer_id)
+    rows[ml.SPLIT] = [
+        ["validation", "test", "train", "train", "train"][i % 5] for i in rows.customer_id
+    ]
     return rows
 
 
@@ -251,8 +268,8 @@ def training_rows(n: int, churned) -> pd.DataFrame:
     ],
 )
 def test_an_unlearnable_training_set_fails_naming_the_cause(rows, cause):
-    with pytest.raises(dg.Failure, match=cause):
-        churn.split_for_training(rows, min_rows=20)
+    with pytest.raises(ml.Unlearnable, match=cause):
+        ml.split_for_training(rows, min_rows=20)
 
 
 @pytest.mark.parametrize(
@@ -295,7 +312,9 @@ def register(tracking: MlflowResource, model: Pipeline, alias_name: str) -> str:
             pip_requirements=["scikit-learn"],  # skips the slow requirements inference
         )
     version = str(mlflow.register_model(info.model_uri, churn.MODEL_NAME).version)
-    tracking.set_alias(churn.MODEL_NAME, alias_name, version)
+    Registry(tracking.client, churn.MODEL_NAME).client.set_registered_model_alias(
+        churn.MODEL_NAME, alias_name, version
+    )
     return version
 
 
@@ -308,27 +327,29 @@ def test_a_challenger_that_beats_the_champion_is_promoted(settings):
     tracking.setup_for_execution(dg.build_init_resource_context())
     # Churn depends on a feature's value non-monotonically: a forest learns it, a constant not.
     rows = training_rows(200, lambda ids: (ids % 7).isin([2, 3]).astype(int))
-    splits = churn.split_for_training(rows, min_rows=20)
+    splits = ml.split_for_training(rows, min_rows=20)
     fitted = {
-        name: Pipeline([("prep", churn.preprocessor(scale=False)), ("model", model)]).fit(
-            churn.model_input(splits.train), splits.train[churn.LABEL]
+        name: Pipeline([("prep", ml.preprocessor(scale=False)), ("model", model)]).fit(
+            ml.model_input(splits.train), splits.train[ml.LABEL]
         )
         for name, model in [("weak", DummyClassifier()), ("strong", RandomForestClassifier())]
     }
     weak = register(tracking, fitted["weak"], CHAMPION)
     strong = register(tracking, fitted["strong"], CHALLENGER)
+    register(tracking, fitted["weak"], CHALLENGER)  # the alias moves on: the pinned one counts
 
-    gate = churn.evaluate_gate("run-1", tracking, splits.validation)
-    promoted = churn.promote_gated_challenger("run-1", tracking)
+    gate = churn.evaluate_gate("run-1", tracking, strong, splits.test)
+    promoted = churn.promote(strong, "run-1", tracking)
 
-    assert gate.passed and "beats" in gate.metadata["reason"].value
-    assert gate.metadata["champion"].value == 0.5 and gate.metadata["challenger"].value > 0.9
+    assert gate.passed and "is above champion's" in gate.metadata["reason"].value
+    assert gate.metadata["champion_roc_auc"].value == 0.5
+    assert gate.metadata["challenger_roc_auc"].value > 0.9
     champion = alias(settings, CHAMPION)
     assert str(champion.version) == strong != weak
     assert champion.tags[PREVIOUS_CHAMPION_TAG] == weak  # so the rollback job can restore it
     assert str(promoted.metadata["previous_champion_version"]) == weak
     with pytest.raises(dg.Failure, match="No gate judged"):  # the gate's verdict was for run-1
-        churn.promote_gated_challenger("run-2", tracking)
+        churn.promote(strong, "run-2", tracking)
 
 
 # ----------------------------------------------------------------------- features, by hand
@@ -354,37 +375,38 @@ def test_customers_without_orders_keep_a_row_with_zero_features(spark):
     )
     as_of = int(CUTOFF.timestamp())
 
-    features = churn.customer_features_as_of(customers, orders, as_of)
-    labelled = churn.with_churn_label(features, orders, horizon_days=30)
+    features = ml.customer_features_as_of(customers, orders, as_of)
+    labelled = ml.with_churn_label(features, orders, horizon_days=30)
     rows = {r.customer_id: r.asDict() for r in labelled.collect()}
 
     assert sorted(rows) == [1, 2, 3]
-    assert [f.name for f in features.schema] == [c for c, _, _ in churn.FEATURE_COLUMNS]
+    assert [f.name for f in features.schema] == [c for c, _, _ in ml.FEATURE_COLUMNS]
     one = rows[1]
     assert (one["order_count"], one["orders_last_14d"], one["orders_last_30d"]) == (2, 1, 1)
     assert one["orders_prev_30d"] == 1 and one["distinct_products"] == 2
     assert one["days_since_last_order"] == 5.0 and one["days_since_first_order"] == 40.0
     assert one["total_spend"] == 35.0 and one["spend_last_30d"] == 10.0
     assert one["avg_order_value"] == 17.5 and one["avg_units_per_order"] == 2.0
-    assert one["avg_line_items"] == 1.5 and one[churn.LABEL] == 0
+    assert one["avg_line_items"] == 1.5 and one[ml.LABEL] == 0
     for customer in (2, 3):
         row = rows[customer]
-        assert all(row[name] == 0 for name in churn.ZERO_WITHOUT_ORDERS), row
+        assert all(row[name] == 0 for name in ml.ZERO_WITHOUT_ORDERS), row
         assert row["days_since_last_order"] == 40.0  # the whole history before the cutoff
         assert row["state"] and row["loyalty_segment"] is not None
-        assert row[churn.LABEL] == 1
+        assert row[ml.LABEL] == 1
     assert rows[2]["state"] == "NY" and rows[3]["units_purchased"] == 20
 
 
 def test_the_split_is_a_stable_hash_of_the_customer(spark):
     df = spark.range(1, 2001).withColumnRenamed("id", "customer_id")
 
-    first = {r.customer_id: r.split for r in churn.with_split(df, 42, 80).collect()}
+    shares = {"train": 80, "validation": 20}
+    first = {r.customer_id: r.split for r in ml.with_split(df, 42, shares).collect()}
     again = {
         r.customer_id: r.split
-        for r in churn.with_split(df.orderBy("customer_id", ascending=False), 42, 80).collect()
+        for r in ml.with_split(df.orderBy("customer_id", ascending=False), 42, shares).collect()
     }
-    other_seed = {r.customer_id: r.split for r in churn.with_split(df, 7, 80).collect()}
+    other_seed = {r.customer_id: r.split for r in ml.with_split(df, 7, shares).collect()}
 
     assert first == again
     assert first != other_seed
@@ -392,5 +414,38 @@ def test_the_split_is_a_stable_hash_of_the_customer(spark):
 
 
 def test_cutoff_parsing_treats_a_zoneless_time_as_utc():
-    assert churn.unix_seconds("2024-03-01") == int(CUTOFF.timestamp())
-    assert churn.unix_seconds("2024-03-01T01:00:00+01:00") == int(CUTOFF.timestamp())
+    assert ml.unix_seconds("2024-03-01") == int(CUTOFF.timestamp())
+    assert ml.unix_seconds("2024-03-01T01:00:00+01:00") == int(CUTOFF.timestamp())
+
+
+def test_features_use_the_scd2_record_valid_at_the_cutoff(spark):
+    day = 86_400
+    cutoff = int(CUTOFF.timestamp())
+    customers = (
+        spark.createDataFrame(
+            [
+                (1, "NY", 0, 10, cutoff - 400 * day, cutoff - 10 * day),  # closed before the cutoff
+                (1, "CA", 3, 50, cutoff - 10 * day, None),  # valid at the cutoff
+                (2, "TX", 1, 20, cutoff - 400 * day, cutoff + 5 * day),  # valid at the cutoff
+                (2, "WA", 2, 90, cutoff + 5 * day, None),  # current, but later
+                (3, "OR", 1, 5, cutoff + 1 * day, None),  # did not exist yet
+            ],
+            "customer_id long, state string, loyalty_segment int, units_purchased int, "
+            "valid_from long, valid_to long",
+        )
+        .selectExpr("*", "timestamp_seconds(valid_from) AS vf", "timestamp_seconds(valid_to) AS vt")
+        .drop("valid_from", "valid_to")
+        .withColumnsRenamed({"vf": "valid_from", "vt": "valid_to"})
+    )
+    line = "array<struct<id:string, price:double, qty:int>>"
+    orders = spark.createDataFrame(
+        [(2, CUTOFF - timedelta(days=1), [("A", 1.0, 1)]), (2, CUTOFF + timedelta(days=1), [])],
+        f"customer_id long, order_datetime timestamp, ordered_products {line}",
+    )
+
+    at = ml.customer_features_as_of(ml.records_valid_at(customers, cutoff), orders, cutoff)
+    now = ml.customer_features_as_of(ml.current_records(customers), orders, cutoff)
+
+    rows = {r.customer_id: (r.state, r.units_purchased, r.order_count) for r in at.collect()}
+    assert rows == {1: ("CA", 50, 0), 2: ("TX", 20, 1)}  # the order after the cutoff not counted
+    assert {r.customer_id: r.state for r in now.collect()} == {1: "CA", 2: "WA", 3: "OR"}

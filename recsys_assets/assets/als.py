@@ -1,13 +1,11 @@
-"""The recommendation model lifecycle: split, challenger, evaluation, RMSE gate, champion, batch.
+"""The recommender's assets: split, challenger, evaluation and its gate, champion, batch.
 
-The registry is the state between steps, as on Databricks: training sets the ``challenger``
-alias, the gate records its verdict on that model version (``validation_status``, as
-mlops-stacks does), and ``als_champion`` moves ``champion`` only to a version that passed.
+Thin wiring over ``recsys_assets.ml.als`` (the model code) and ``recsys_assets.registry`` (the
+champion/challenger protocol). Batch recommendations read ``@champion`` at run time and do not
+sit below the gate, so a blocked challenger never stops the day's scoring.
 """
 
 import os
-from dataclasses import dataclass
-from typing import Literal
 
 import dagster as dg
 import pyspark
@@ -15,32 +13,34 @@ from mlflow import log_metrics, log_param, log_params
 from mlflow.models import infer_signature
 from mlflow.version import VERSION as mlflow_version
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.evaluation import RankingEvaluator, RegressionEvaluator
-from pyspark.ml.feature import IndexToString, StringIndexer
-from pyspark.ml.recommendation import ALS
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recsys_assets.promotion import GateDecision, decide
+from recsys_assets.ml import als as ml
+from recsys_assets.ml.als import RANKING_METRICS, K, split_bucket
+from recsys_assets.registry import LIMIT, Registry, Requirement, registered_version
 from recsys_assets.resources.lakehouse import Lakehouse
-from recsys_assets.resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
+from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.tables import GOLD, ML, in_layer
 
 MODEL_NAME = "als_recommendation_model"
 EXPERIMENT = "recsys/als_recommendation"
-K = 10
-RANKING_METRICS = {
-    "precision_at_10": "precisionAtK",
-    "recall_at_10": "recallAtK",
-    "ndcg_at_10": "ndcgAtK",
-    "map_at_10": "meanAveragePrecisionAtK",
-}
 GROUP = "als_model"
 PIP_REQUIREMENTS = [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow_version}"]
+# Batch scoring runs after every other ready step of a run (the in-process executor picks
+# ready steps by this priority), so it follows a promotion in the same run, yet it does not
+# depend on the champion asset, which a failed gate would skip.
+SCORE_LAST = {"dagster/priority": "-1"}
+
+__all__ = ["split_bucket"]  # re-exported for tests and benchmarks
 
 
 def model_uri(version: str) -> str:
     return f"models:/{MODEL_NAME}/{version}"
+
+
+def registry(mlflow: MlflowResource) -> Registry:
+    return Registry(mlflow.client, MODEL_NAME)
 
 
 # ---------------------------------------------------------------- split
@@ -49,11 +49,6 @@ def model_uri(version: str) -> str:
 class SplitConfig(dg.Config):
     train_percent: int = 80
     seed: int = 42  # changing it reshuffles every pair: champions trained before become unfair
-
-
-def split_bucket(seed: int) -> Column:
-    """0-99 from a hash of the (customer, product) pair: the same pair lands on the same side."""
-    return F.pmod(F.xxhash64("customer_id", "product_id", F.lit(seed)), F.lit(100))
 
 
 @dg.multi_asset(
@@ -86,7 +81,7 @@ def als_split(
         yield dg.Output(als_interactions_30d.where(bucket >= config.train_percent), "als_test")
 
 
-# ---------------------------------------------------------------- model
+# ---------------------------------------------------------------- challenger
 
 
 class ALSConfig(dg.Config):
@@ -105,146 +100,14 @@ class ALSConfig(dg.Config):
 
 
 def als_pipeline(config: ALSConfig) -> Pipeline:
-    """Indexers and ALS in one Pipeline, so the logged model owns its id numbering."""
-    return Pipeline(
-        stages=[
-            StringIndexer(inputCol="customer_id", outputCol="user_idx", handleInvalid="skip"),
-            StringIndexer(inputCol="product_id", outputCol="item_idx", handleInvalid="skip"),
-            ALS(
-                userCol="user_idx",
-                itemCol="item_idx",
-                ratingCol="interaction_weight",
-                implicitPrefs=True,
-                coldStartStrategy="drop",
-                rank=config.rank,
-                maxIter=config.max_iter,
-                regParam=config.reg_param,
-                alpha=config.alpha,
-                seed=config.seed,
-                numUserBlocks=config.blocks,
-                numItemBlocks=config.blocks,
-            ),
-        ]
+    return ml.als_pipeline(
+        rank=config.rank,
+        max_iter=config.max_iter,
+        reg_param=config.reg_param,
+        alpha=config.alpha,
+        seed=config.seed,
+        blocks=config.blocks,
     )
-
-
-def recommend(model: PipelineModel, users: DataFrame | None, n: int) -> DataFrame:
-    """Top ``n`` (customer_id, product_id, score) per user, ids mapped back by the model itself.
-
-    ``users`` (a frame with customer_id) limits the users; unknown customers get nothing.
-    """
-    user_indexer, item_indexer, als_model = model.stages
-    if users is None:
-        recs = als_model.recommendForAllUsers(n)
-    else:
-        recs = als_model.recommendForUserSubset(user_indexer.transform(users), n)
-    exploded = recs.select("user_idx", F.explode("recommendations").alias("r")).select(
-        "user_idx", F.col("r.item_idx").alias("item_idx"), F.col("r.rating").alias("score")
-    )
-    to_customer = IndexToString(
-        inputCol="user_idx", outputCol="customer_key", labels=user_indexer.labels
-    )
-    to_product = IndexToString(
-        inputCol="item_idx", outputCol="product_id", labels=item_indexer.labels
-    )
-    mapped = to_product.transform(to_customer.transform(exploded))
-    return mapped.select(
-        F.col("customer_key").cast("bigint").alias("customer_id"), "product_id", "score"
-    )
-
-
-def top_k_unseen(candidates: DataFrame, seen: DataFrame, k: int) -> DataFrame:
-    """Each user's best ``k`` candidates among products not in ``seen``, with a 1-based rank."""
-    window = Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
-    return (
-        candidates.join(
-            seen.select("customer_id", "product_id"), ["customer_id", "product_id"], "left_anti"
-        )
-        .withColumn("rank", F.row_number().over(window))
-        .where(F.col("rank") <= k)
-    )
-
-
-def ranking_metrics(recommended: DataFrame, relevant: DataFrame, k: int) -> dict[str, float]:
-    """precision/recall/NDCG/MAP@k of ranked recommendations against each user's relevant items.
-
-    RankingEvaluator wants arrays of doubles: products are keyed by a 64-bit hash of their id
-    (a collision among even a million products has odds below 1e-4).
-    """
-    key = F.xxhash64("product_id").cast("double")
-    predictions = recommended.groupBy("customer_id").agg(
-        F.transform(
-            F.sort_array(F.collect_list(F.struct(F.col("rank"), key.alias("key")))),
-            lambda s: s["key"],
-        ).alias("prediction")
-    )
-    labels = relevant.groupBy("customer_id").agg(F.collect_set(key).alias("label"))
-    frame = (
-        labels.join(predictions, "customer_id", "left")
-        .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<double>")))
-        .cache()
-    )
-    evaluator = RankingEvaluator(k=k)
-    metrics = {
-        name: float(evaluator.setMetricName(spark_name).evaluate(frame))
-        for name, spark_name in RANKING_METRICS.items()
-    }
-    frame.unpersist()
-    return metrics
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """What every evaluated model (and the baseline) is scored on, derived once."""
-
-    train: DataFrame
-    test: DataFrame
-    users: DataFrame  # test customers also seen in training: those a recommender can rank for
-    relevant: DataFrame  # their held-out (customer, product) pairs
-    candidates: int  # k plus the most products a user bought in training: room to drop them
-
-
-def held_out(train: DataFrame, test: DataFrame, k: int = K) -> HeldOut:
-    users = (
-        test.select("customer_id")
-        .distinct()
-        .join(train.select("customer_id").distinct(), "customer_id")
-    )
-    most_seen = train.groupBy("customer_id").count().agg(F.max("count")).first()
-    return HeldOut(train, test, users, test.join(users, "customer_id"), k + int(most_seen[0] or 0))
-
-
-def evaluate_model(model: PipelineModel, data: HeldOut, k: int = K) -> dict[str, float]:
-    """RMSE on the held-out pairs the model can score, and ranking metrics for warm users."""
-    scored = model.transform(data.test)
-    scored_rows = scored.count()
-    if scored_rows == 0:
-        raise dg.Failure(
-            "The model could score no row of als_test: none of its customers or products was "
-            "seen in training. Regenerate data with more history or a longer window."
-        )
-    rmse = RegressionEvaluator(
-        metricName="rmse", labelCol="interaction_weight", predictionCol="prediction"
-    ).evaluate(scored)
-    candidates = recommend(model, data.users, data.candidates)
-    recommended = top_k_unseen(candidates, data.train, k)
-    return {
-        "rmse": float(rmse),
-        "scored_rows": float(scored_rows),
-        **ranking_metrics(recommended, data.relevant, k),
-    }
-
-
-def popularity_metrics(data: HeldOut, k: int = K) -> dict[str, float]:
-    """The baseline: every user gets the most popular products they have not bought yet."""
-    popular = (
-        data.train.groupBy("product_id")
-        .agg(F.countDistinct("customer_id").alias("score"))
-        .orderBy(F.desc("score"), "product_id")
-        .limit(data.candidates)
-    )
-    recommended = top_k_unseen(data.users.crossJoin(popular), data.train, k)
-    return ranking_metrics(recommended, data.relevant, k)
 
 
 def register_challenger(model: PipelineModel, train: DataFrame, mlflow: MlflowResource) -> str:
@@ -261,37 +124,8 @@ def register_challenger(model: PipelineModel, train: DataFrame, mlflow: MlflowRe
         pip_requirements=PIP_REQUIREMENTS,  # inferring them starts a second JVM
     )
     version = str(logged.registered_model_version)
-    mlflow.set_alias(MODEL_NAME, CHALLENGER, version)
+    registry(mlflow).mark_challenger(version)
     return version
-
-
-def recommendations_table(
-    model: PipelineModel, sales_orders_silver: DataFrame, version: str
-) -> DataFrame:
-    """Every known customer's top K products from ``model``, with names and the model version."""
-    recs = recommend(model, None, K).withColumn(
-        "rank",
-        F.row_number().over(
-            Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
-        ),
-    )
-    names = (
-        sales_orders_silver.select(F.explode("ordered_products").alias("p"))
-        .groupBy(F.col("p.id").alias("product_id"))
-        .agg(F.max("p.name").alias("product_name"))
-    )
-    return recs.join(names, "product_id", "left").select(
-        "customer_id",
-        "rank",
-        "product_id",
-        "product_name",
-        "score",
-        F.lit(int(version)).alias("model_version"),
-        F.current_timestamp().alias("generated_at"),
-    )
-
-
-# ---------------------------------------------------------------- assets
 
 
 @dg.asset(group_name=GROUP, kinds={"spark", "mlflow"})
@@ -322,6 +156,7 @@ def als_challenger(
         version = register_challenger(als_pipeline(config).fit(als_train), als_train, mlflow)
     return dg.MaterializeResult(
         metadata={
+            # The version the gate and the champion act on (registry.registered_version).
             "model_version": dg.MetadataValue.int(int(version)),
             "model_uri": model_uri(version),
             "mlflow_run": mlflow.run_url(run),
@@ -329,6 +164,16 @@ def als_challenger(
             **{k: v for k, v in config.model_dump().items()},
         }
     )
+
+
+# ---------------------------------------------------------------- evaluation and gate
+
+
+class EvaluationConfig(dg.Config):
+    negative_seed: int = 42  # which never-bought pairs are sampled as preference 0
+
+
+EVALUATION_COLUMNS = ["rmse", "scored_rows", *RANKING_METRICS]
 
 
 @dg.asset(
@@ -339,77 +184,82 @@ def als_challenger(
 )
 def als_evaluation(
     context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
     als_train: DataFrame,
     als_test: DataFrame,
     mlflow: MlflowResource,
 ) -> DataFrame:
-    """Challenger, champion and a popularity baseline scored on als_test: RMSE and ranking@10."""
-    challenger = mlflow.version_with_alias(MODEL_NAME, CHALLENGER)
-    if challenger is None:
-        raise dg.Failure(f"{MODEL_NAME} has no '{CHALLENGER}' version: materialise als_challenger.")
-    champion = mlflow.version_with_alias(MODEL_NAME, CHAMPION)
-    evaluated = {"challenger": challenger, **({"champion": champion} if champion else {})}
+    """Challenger, champion and popularity on als_test: preference RMSE and ranking@10."""
+    models = registry(mlflow)
+    versions = {"challenger": registered_version(context, "als_challenger")}
+    champion = models.champion()
+    if champion is not None:
+        versions["champion"] = champion
 
-    data = held_out(als_train, als_test)
-    results: list[dict] = []
+    data = ml.held_out(als_train, als_test, K, config.negative_seed)
     with mlflow.start_run(context, "evaluation", experiment=EXPERIMENT) as run:
-        for role, version in evaluated.items():
-            model = mlflow.load_spark_model(model_uri(version.version))
-            metrics = evaluate_model(model, data)
-            results.append({"role": role, "model_version": int(version.version), **metrics})
-            log_param(f"{role}_model_uri", model_uri(version.version))
-        baseline = popularity_metrics(data)
-        results.append({"role": "popularity", "model_version": None, "rmse": None, **baseline})
-        for result in results:
-            log_metrics({f"{result['role']}_{k}": v for k, v in result.items() if is_metric(k, v)})
+        loaded = {role: mlflow.load_spark_model(model_uri(v)) for role, v in versions.items()}
+        try:
+            results = ml.evaluate_models(loaded, data)
+        except ml.NothingToScore as error:
+            raise dg.Failure(str(error)) from error
+        finally:
+            data.unpersist()
+        for role, version in versions.items():
+            log_param(f"{role}_model_uri", model_uri(version))
+        for role, metrics in results.items():
+            log_metrics({f"{role}_{k}": v for k, v in metrics.items()})
 
     context.add_output_metadata(
         {
             "mlflow_run": mlflow.run_url(run),
-            "challenger_version": dg.MetadataValue.int(int(challenger.version)),
+            **{f"{role}_version": dg.MetadataValue.int(int(v)) for role, v in versions.items()},
             **{
-                f"{r['role']}_{k}": dg.MetadataValue.float(v)
-                for r in results
-                for k, v in r.items()
-                if is_metric(k, v)
+                f"{role}_{k}": dg.MetadataValue.float(v)
+                for role, metrics in results.items()
+                for k, v in metrics.items()
             },
         }
     )
-    return evaluation_frame(als_test, results, context.run_id)
-
-
-def is_metric(key: str, value) -> bool:
-    return key not in ("role", "model_version") and value is not None
-
-
-def evaluation_frame(any_frame: DataFrame, results: list[dict], run_id: str) -> DataFrame:
-    columns = ["rmse", "scored_rows", *RANKING_METRICS]
-    rows = [(r["role"], r["model_version"], *[r.get(c) for c in columns], run_id) for r in results]
-    schema = "role string, model_version int, " + ", ".join(f"{c} double" for c in columns)
-    return any_frame.sparkSession.createDataFrame(rows, schema + ", dagster_run_id string")
+    rows = [
+        (role, int(versions[role]) if role in versions else None)
+        + tuple(metrics.get(c) for c in EVALUATION_COLUMNS)
+        + (context.run_id,)
+        for role, metrics in results.items()
+    ]
+    schema = "role string, model_version int, " + ", ".join(
+        f"{c} double" for c in EVALUATION_COLUMNS
+    )
+    return als_test.sparkSession.createDataFrame(rows, schema + ", dagster_run_id string")
 
 
 class GateConfig(dg.Config):
-    metric: Literal["rmse", "ndcg_at_10"] = "rmse"
-    max_rmse: float | None = None  # with metric rmse: the challenger must also be at most this
+    """What the challenger must meet; every requirement's verdict shows in the check."""
+
+    ndcg_tolerance: float = 0.0  # how far NDCG@10 may fall below the champion's / popularity's
+    max_rmse: float | None = None  # an absolute bound on the challenger's preference RMSE
+    min_ndcg: float | None = None  # an absolute floor on the challenger's NDCG@10
 
 
-def gate_decision(rows: list[dict], config: GateConfig) -> GateDecision:
-    by_role = {r["role"]: r for r in rows}
-    challenger, champion = by_role["challenger"], by_role.get("champion")
-    return decide(
-        config.metric,
-        challenger[config.metric],
-        champion[config.metric] if champion else None,
-        higher_is_better=config.metric != "rmse",
-        limit=config.max_rmse if config.metric == "rmse" else None,
-    )
+def requirements(config: GateConfig) -> list[Requirement]:
+    """RMSE must beat the champion's; NDCG@10 must not fall below the champion's nor
+    popularity's (ties pass); optional absolute bounds."""
+    found = [
+        Requirement("rmse", "champion", higher_is_better=False, strict=True),
+        Requirement("ndcg_at_10", "champion", True, tolerance=config.ndcg_tolerance),
+        Requirement("ndcg_at_10", "popularity", True, tolerance=config.ndcg_tolerance),
+    ]
+    if config.max_rmse is not None:
+        found.append(Requirement("rmse", LIMIT, False, limit=config.max_rmse))
+    if config.min_ndcg is not None:
+        found.append(Requirement("ndcg_at_10", LIMIT, True, limit=config.min_ndcg))
+    return found
 
 
 @dg.asset_check(
     asset=als_evaluation,
     blocking=True,
-    description="The challenger must beat the champion's RMSE (or NDCG@10) on als_test.",
+    description="Challenger RMSE below the champion's; NDCG@10 not below champion's, popularity's.",
 )
 def rmse_gate(
     context: dg.AssetCheckExecutionContext,
@@ -417,44 +267,107 @@ def rmse_gate(
     als_evaluation: DataFrame,
     mlflow: MlflowResource,
 ) -> dg.AssetCheckResult:
-    rows = [r.asDict() for r in als_evaluation.collect()]
-    decision = gate_decision(rows, config)
-    by_role = {r["role"]: r for r in rows}
-    version = str(by_role["challenger"]["model_version"])
+    by_role = {r["role"]: r.asDict() for r in als_evaluation.collect()}
+    scores = {role: {k: row.get(k) for k in EVALUATION_COLUMNS} for role, row in by_role.items()}
+    version = str(by_role["challenger"]["model_version"])  # the version that was evaluated
     champion = by_role.get("champion")
-    mlflow.record_validation(
-        MODEL_NAME,
-        version,
-        decision,
-        context.run.run_id,
-        str(champion["model_version"]) if champion else None,
+    champion_version = str(champion["model_version"]) if champion else None
+    decision = registry(mlflow).judge(
+        version, champion_version, scores, requirements(config), context.run.run_id
     )
-    return decision.check_result(challenger_version=int(version))
+    return decision.check_result(
+        challenger_version=int(version), champion_version=champion_version or "none"
+    )
 
 
 @dg.asset(group_name=GROUP, kinds={"mlflow"}, deps=[als_evaluation])
 def als_champion(context: dg.AssetExecutionContext, mlflow: MlflowResource) -> dg.MaterializeResult:
-    """The registry alias 'champion', moved to the challenger once the gate passed it."""
-    version, previous = mlflow.promote_validated(MODEL_NAME, context.run_id)
+    """The registry alias 'champion', moved to this run's challenger once the gate passed it."""
+    version = registered_version(context, "als_challenger")
+    previous = registry(mlflow).promote(version, context.run_id)
     return dg.MaterializeResult(
         metadata={
             "model_version": dg.MetadataValue.int(int(version)),
-            "model_uri": f"models:/{MODEL_NAME}@{CHAMPION}",
+            "model_uri": f"models:/{MODEL_NAME}@champion",
             "previous_champion_version": previous or "none",
         }
     )
+
+
+# ---------------------------------------------------------------- batch inference
+
+
+class RecommendationsConfig(dg.Config):
+    # Evaluation leaves out what a customer bought in training; serving, everything bought.
+    exclude_purchased: bool = True
+
+
+def purchases(sales_orders_silver: DataFrame) -> DataFrame:
+    """(customer_id, product_id, product_name) of every ordered line."""
+    return sales_orders_silver.select(
+        "customer_id", F.explode("ordered_products").alias("p")
+    ).select(
+        "customer_id", F.col("p.id").alias("product_id"), F.col("p.name").alias("product_name")
+    )
+
+
+def recommendations_table(
+    model: PipelineModel,
+    customers: DataFrame,
+    sales_orders_silver: DataFrame,
+    version: str,
+    exclude_purchased: bool = True,
+) -> DataFrame:
+    """Top K products per customer with names, source (als or popularity) and model version."""
+    bought = purchases(sales_orders_silver).where("customer_id IS NOT NULL")
+    recs = ml.recommendations(model, customers, bought, K, exclude_purchased)
+    names = bought.groupBy("product_id").agg(F.max("product_name").alias("product_name"))
+    return recs.join(names, "product_id", "left").select(
+        "customer_id",
+        "rank",
+        "product_id",
+        "product_name",
+        "score",
+        "source",
+        F.lit(int(version)).alias("model_version"),
+        F.current_timestamp().alias("generated_at"),
+    )
+
+
+def current_customers(customers_silver: DataFrame) -> DataFrame:
+    """SCD2: customers with an open record (valid_to IS NULL)."""
+    return customers_silver.where(F.col("valid_to").isNull()).select("customer_id").distinct()
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"spark", "mlflow", "delta"},
     metadata=in_layer(GOLD),
-    deps=[als_champion],
+    op_tags=SCORE_LAST,
 )
-def customer_recommendations(sales_orders_silver: DataFrame, mlflow: MlflowResource) -> DataFrame:
-    """Top-10 products per customer from the champion, with product names and model version."""
-    champion = mlflow.version_with_alias(MODEL_NAME, CHAMPION)
+def customer_recommendations(
+    context: dg.AssetExecutionContext,
+    config: RecommendationsConfig,
+    customers_silver: DataFrame,
+    sales_orders_silver: DataFrame,
+    mlflow: MlflowResource,
+) -> DataFrame:
+    """Top-10 unbought products per current customer from @champion (popularity if unknown)."""
+    champion = registry(mlflow).champion()
     if champion is None:
-        raise dg.Failure(f"{MODEL_NAME} has no '{CHAMPION}': materialise als_champion first.")
-    model = mlflow.load_spark_model(model_uri(champion.version))  # the version we record below
-    return recommendations_table(model, sales_orders_silver, champion.version)
+        raise dg.Failure(f"{MODEL_NAME} has no champion yet: materialise als_champion first.")
+    model = mlflow.load_spark_model(model_uri(champion))  # the version we record below
+    table = recommendations_table(
+        model,
+        current_customers(customers_silver),
+        sales_orders_silver,
+        champion,
+        config.exclude_purchased,
+    )
+    context.add_output_metadata(
+        {
+            "model_version": dg.MetadataValue.int(int(champion)),
+            "exclude_purchased": config.exclude_purchased,
+        }
+    )
+    return table

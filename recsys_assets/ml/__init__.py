@@ -1,0 +1,1 @@
+"""Pure model code (Spark ML, scikit-learn), no Dagster: what the assets and benchmarks call."""

@@ -1,0 +1,127 @@
+"""ml.als on hand-made frames with answers worked out by hand."""
+
+import math
+
+import pytest
+from pyspark.sql import functions as F
+
+from recsys_assets.ml import als as ml
+
+PAIRS = "customer_id long, product_id string"
+
+
+def frame(spark, rows, schema=PAIRS):
+    return spark.createDataFrame(rows, schema)
+
+
+def test_top_k_unseen_drops_seen_products_and_ranks_by_score_then_id(spark):
+    candidates = frame(
+        spark,
+        [(1, "A", 0.9), (1, "B", 0.8), (1, "C", 0.8), (1, "D", 0.1), (2, "A", 0.5)],
+        "customer_id long, product_id string, score double",
+    )
+    seen = frame(spark, [(1, "A"), (2, "B")])
+
+    rows = ml.top_k_unseen(candidates, seen, k=2).orderBy("customer_id", "rank").collect()
+
+    assert [(r.customer_id, r.product_id, r["rank"]) for r in rows] == [
+        (1, "B", 1),
+        (1, "C", 2),  # a tie with B, broken by id; A was seen, D is beyond k
+        (2, "A", 1),
+    ]
+
+
+def test_ranking_metrics_on_a_known_ranking(spark):
+    recommended = frame(
+        spark,
+        [(1, "A", 1), (1, "B", 2), (2, "C", 1), (2, "D", 2)],
+        "customer_id long, product_id string, rank int",
+    )
+    relevant = frame(spark, [(1, "B"), (2, "E"), (3, "A")])  # user 3: no recommendations
+
+    metrics = ml.ranking_metrics(recommended, relevant, k=2)
+
+    # User 1: one hit at rank 2 of 2 -> precision 1/2, recall 1, NDCG 1/log2(3), AP 1/2.
+    # Users 2 and 3: nothing relevant recommended -> 0. Means over the three users.
+    assert metrics["precision_at_10"] == pytest.approx(0.5 / 3)
+    assert metrics["recall_at_10"] == pytest.approx(1 / 3)
+    assert metrics["ndcg_at_10"] == pytest.approx((1 / math.log2(3)) / 3)
+    assert metrics["map_at_10"] == pytest.approx(0.5 / 3)
+
+
+def test_held_out_keeps_warm_users_and_samples_as_many_never_bought_pairs(spark):
+    weight = "customer_id long, product_id string, interaction_weight double"
+    train = frame(
+        spark,
+        [(1, "A", 1.0), (1, "B", 1.0), (2, "A", 1.0), (2, "C", 1.0), (2, "D", 1.0), (2, "E", 1.0)],
+        weight,
+    )
+    test = frame(spark, [(1, "C", 1.0), (1, "D", 1.0), (2, "B", 1.0), (9, "A", 1.0)], weight)
+
+    data = ml.held_out(train, test, k=2, seed=3)
+    prefs = data.preferences.collect()
+
+    assert sorted(r.customer_id for r in data.users.collect()) == [1, 2]  # 9: never trained
+    assert sorted((r.customer_id, r.product_id) for r in data.relevant.collect()) == [
+        (1, "C"),
+        (1, "D"),
+        (2, "B"),
+    ]
+    positives = {(r.customer_id, r.product_id) for r in prefs if r.preference == 1.0}
+    negatives = [(r.customer_id, r.product_id) for r in prefs if r.preference == 0.0]
+    assert positives == {(1, "C"), (1, "D"), (2, "B")}
+    # Customer 1 bought A-D, so only E is left: one negative, not two. Customer 2 bought all
+    # but nothing in train's catalogue is left: none.
+    assert sorted(negatives) == [(1, "E")]
+    assert data.candidates == 2 + 4  # k plus customer 2's four training products
+    data.unpersist()
+
+
+def test_sampled_negatives_are_never_bought_seeded_and_as_many_as_positives(spark):
+    items = frame(spark, [(0, f"P{i:02d}") for i in range(40)])
+    positives = frame(spark, [(1, "P00"), (1, "P01"), (1, "P02"), (2, "P05")])
+    bought = positives.unionByName(frame(spark, [(1, "P03")]))
+
+    first = ml.sampled_negatives(positives, items, bought, seed=1).collect()
+    again = ml.sampled_negatives(positives.orderBy(F.desc("product_id")), items, bought, 1)
+    other = ml.sampled_negatives(positives, items, bought, seed=2).collect()
+
+    pairs = sorted((r.customer_id, r.product_id) for r in first)
+    assert [c for c, _ in pairs].count(1) == 3 and [c for c, _ in pairs].count(2) == 1
+    assert not set(pairs) & {(r.customer_id, r.product_id) for r in bought.collect()}
+    assert pairs == sorted((r.customer_id, r.product_id) for r in again.collect())
+    assert pairs != sorted((r.customer_id, r.product_id) for r in other)
+
+
+def test_preference_rmse_uses_only_rows_every_model_scored(spark):
+    schema = "customer_id long, product_id string, preference double, prediction double"
+    a = frame(spark, [(1, "A", 1.0, 0.5), (1, "B", 0.0, 0.5), (2, "C", 1.0, 1.0)], schema)
+    b = frame(spark, [(1, "A", 1.0, 1.0), (1, "B", 0.0, 0.0)], schema)  # could not score (2, C)
+
+    rmse, rows = ml.preference_rmse({"a": a, "b": b})
+
+    assert rows == 2
+    assert rmse == {"a": pytest.approx(0.5), "b": pytest.approx(0.0)}  # (2, C) left out for a
+    with pytest.raises(ml.NothingToScore):
+        ml.preference_rmse({"a": a, "none": b.limit(0)})
+
+
+def test_popular_products_count_distinct_customers_with_ties_by_id(spark):
+    pairs = frame(spark, [(1, "B"), (1, "B"), (2, "B"), (1, "A"), (2, "C"), (3, "C"), (3, "A")])
+
+    top = [(r.product_id, r.score) for r in ml.popular_products(pairs, 2).collect()]
+
+    assert top == [("A", 2.0), ("B", 2.0)]  # B counted once for customer 1; C ties, loses on id
+
+
+def test_popularity_baseline_metrics_on_a_known_case(spark):
+    weight = "customer_id long, product_id string, interaction_weight double"
+    train = frame(spark, [(1, "A", 1.0), (2, "A", 1.0), (2, "B", 1.0), (3, "C", 1.0)], weight)
+    test = frame(spark, [(1, "B", 1.0), (3, "A", 1.0)], weight)
+
+    metrics = ml.popularity_metrics(ml.held_out(train, test, k=1), k=1)
+
+    # Popularity: A (2 customers), then B and C (1 each; B first by id). Unbought top 1:
+    # customer 1 -> B (a hit), customer 3 -> A (a hit).
+    assert metrics["precision_at_10"] == pytest.approx(1.0)
+    assert metrics["ndcg_at_10"] == pytest.approx(1.0)

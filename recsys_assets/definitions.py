@@ -5,7 +5,12 @@ import dagster as dg
 from recsys_assets.assets import als, bronze, churn, gold, silver
 from recsys_assets.jobs import refresh_job, rollback_job
 from recsys_assets.maintenance import maintain_tables, weekly_maintenance
-from recsys_assets.resources.lakehouse import Lakehouse, LakehouseIOManager
+from recsys_assets.resources.lakehouse import (
+    PANDAS_IO_MANAGER,
+    Lakehouse,
+    LakehouseIOManager,
+    pandas_io_manager,
+)
 from recsys_assets.resources.landing import LandingZone
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.resources.spark import SparkResource
@@ -20,6 +25,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "spark": spark,
         "io_manager": LakehouseIOManager(lakehouse=lakehouse),
+        PANDAS_IO_MANAGER: pandas_io_manager(settings.lakehouse_uri),
         "lakehouse": lakehouse,
         "landing": LandingZone(root=str(settings.landing_dir)),
         "mlflow": MlflowResource(

@@ -1,7 +1,8 @@
 """Where each table lives: the layer names and the one rule that turns (layer, table) into a URI.
 
 Every table sits at ``<lakehouse root>/<layer>/<table>``. Assets name their layer with the
-``layer`` definition metadata (:func:`in_layer`), so asset keys stay unprefixed.
+``schema`` definition metadata (:func:`in_layer`; dagster-deltalake's convention, which follows
+the same rule), so asset keys stay unprefixed.
 """
 
 BRONZE = "bronze"
@@ -10,7 +11,7 @@ GOLD = "gold"
 ML = "ml"  # train/test splits, evaluations and training sets: the models' own tables
 LAYERS = (BRONZE, SILVER, GOLD, ML)
 
-LAYER_KEY = "layer"
+LAYER_KEY = "schema"  # dagster-deltalake's name for it, so both IO managers agree
 
 
 def table_uri(root_uri: str, layer: str, table: str) -> str:

@@ -125,3 +125,20 @@ def test_popularity_baseline_metrics_on_a_known_case(spark):
     # customer 1 -> B (a hit), customer 3 -> A (a hit).
     assert metrics["precision_at_10"] == pytest.approx(1.0)
     assert metrics["ndcg_at_10"] == pytest.approx(1.0)
+
+
+def test_without_a_model_every_customer_gets_the_unbought_popular_products(spark):
+    purchases = frame(spark, [(1, "A"), (2, "A"), (2, "B"), (3, "C")])
+    customers = spark.createDataFrame([(1,), (2,), (4,)], "customer_id long")
+
+    recs = ml.recommendations(None, customers, purchases, k=2).collect()
+
+    ranked = {(r.customer_id, r.rank): (r.product_id, r.source) for r in recs}
+    # Popularity: A (2 customers), then B, C (1 each, by id); each customer's purchases left out.
+    assert ranked == {
+        (1, 1): ("B", "popularity"),
+        (1, 2): ("C", "popularity"),
+        (2, 1): ("C", "popularity"),
+        (4, 1): ("A", "popularity"),
+        (4, 2): ("B", "popularity"),
+    }

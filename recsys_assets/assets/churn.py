@@ -14,7 +14,6 @@ import pandas as pd
 from mlflow import log_metric, log_params, register_model, set_tag, start_run
 from mlflow import sklearn as mlflow_sklearn
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from recsys_assets.assets.als import SCORE_LAST
 from recsys_assets.ml import churn as ml
@@ -32,8 +31,8 @@ from recsys_assets.ml.churn import (
     Splits,
 )
 from recsys_assets.registry import LIMIT, Registry, Requirement, registered_version
+from recsys_assets.resources.lakehouse import PANDAS_IO_MANAGER
 from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
-from recsys_assets.resources.spark import SparkResource
 from recsys_assets.tables import GOLD, ML, in_layer
 
 GROUP = "churn_model"
@@ -87,6 +86,13 @@ def customer_features(
     )
 
 
+def utc_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Spark's ``toPandas`` gives naive times in the session zone (UTC): say so, so the Delta
+    table keeps a UTC ``timestamp``, as the Spark-written tables do, not a ``timestamp_ntz``."""
+    naive = [c for c in frame.columns if pd.api.types.is_datetime64_dtype(frame[c])]
+    return frame.assign(**{c: frame[c].dt.tz_localize("UTC") for c in naive})
+
+
 class ChurnTrainingSetConfig(dg.Config):
     horizon_days: int = 30  # the label window after each cutoff: the one place it is set
     split_seed: int = 42
@@ -97,15 +103,16 @@ class ChurnTrainingSetConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    kinds={"spark", "delta"},
+    kinds={"spark", "pandas", "delta"},
     metadata={**in_layer(ML), "dagster/column_schema": column_schema(TRAINING_COLUMNS)},
+    io_manager_key=PANDAS_IO_MANAGER,  # one row per customer and cutoff: pandas-sized
 )
 def churn_training_set(
     context: dg.AssetExecutionContext,
     config: ChurnTrainingSetConfig,
     customers_silver: DataFrame,
     sales_orders_customer_join_min: DataFrame,
-) -> DataFrame:
+) -> pd.DataFrame:
     """Point-in-time features, the churn label after each cutoff, train/validation/test."""
     try:
         rows, test_as_of, mode = ml.training_set(
@@ -119,22 +126,20 @@ def churn_training_set(
         )
     except ml.Unlearnable as error:
         raise dg.Failure(str(error)) from error
-    counts = {
-        r[SPLIT]: (r["rows"], r["churned"] or 0)
-        for r in rows.groupBy(SPLIT)
-        .agg(F.count(F.lit(1)).alias("rows"), F.sum(LABEL).alias("churned"))
-        .collect()
-    }
-    total = sum(n for n, _ in counts.values())
+    frame = utc_timestamps(rows.toPandas())
+    split_rows = frame[SPLIT].value_counts()
     context.add_output_metadata(
         {
             "test_as_of": ml.iso(test_as_of),
             "test_split": mode,  # "time": a later slice; "hash": customers of the same cutoff
-            **{f"{name}_rows": counts.get(name, (0, 0))[0] for name in ("train", VALIDATION, TEST)},
-            "churn_rate": sum(c for _, c in counts.values()) / total if total else 0.0,
+            "dagster/row_count": len(frame),
+            **{
+                f"{name}_rows": int(split_rows.get(name, 0)) for name in ("train", VALIDATION, TEST)
+            },
+            "churn_rate": float(frame[LABEL].mean()) if len(frame) else 0.0,
         }
     )
-    return rows
+    return frame
 
 
 # --------------------------------------------------------------------------- model
@@ -195,11 +200,11 @@ def churn_model(
     context: dg.AssetExecutionContext,
     config: ChurnModelConfig,
     mlflow: MlflowResource,
-    churn_training_set: DataFrame,
+    churn_training_set: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Autologged candidates, the best on validation registered as challenger, test-evaluated."""
     try:
-        splits = ml.split_for_training(churn_training_set.toPandas(), config.min_rows)
+        splits = ml.split_for_training(churn_training_set, config.min_rows)
     except ml.Unlearnable as error:
         raise dg.Failure(str(error)) from error
     return register_best_candidate(context, mlflow, splits)
@@ -267,9 +272,9 @@ def churn_gate(
     context: dg.AssetCheckExecutionContext,
     config: ChurnGateConfig,
     mlflow: MlflowResource,
-    churn_training_set: DataFrame,
+    churn_training_set: pd.DataFrame,
 ) -> dg.AssetCheckResult:
-    test = churn_training_set.where(F.col(SPLIT) == TEST).toPandas()
+    test = churn_training_set[churn_training_set[SPLIT] == TEST]
     version = registered_version(context, "churn_model")
     return evaluate_gate(context.run.run_id, mlflow, version, test, config.min_roc_auc)
 
@@ -328,31 +333,33 @@ def promote(version: str, run_id: str, tracking: MlflowResource) -> dg.Materiali
 
 @dg.asset(
     group_name=GROUP,
-    kinds={"spark", "delta"},
+    kinds={"pandas", "delta"},
     metadata={**in_layer(GOLD), "dagster/column_schema": column_schema(PREDICTION_COLUMNS)},
+    # One row per customer, scored by scikit-learn: read and written by delta-rs, not Spark.
+    ins={"customer_features": dg.AssetIn(input_manager_key=PANDAS_IO_MANAGER)},
+    io_manager_key=PANDAS_IO_MANAGER,
     op_tags=SCORE_LAST,
 )
 def churn_predictions(
     context: dg.AssetExecutionContext,
-    spark: SparkResource,
     mlflow: MlflowResource,
-    customer_features: DataFrame,
-) -> DataFrame:
+    customer_features: pd.DataFrame,
+) -> pd.DataFrame:
     """The champion's churn probability for every current customer, from the newest data."""
-    scored = score_customers(mlflow, customer_features.toPandas())
+    scored = score_customers(mlflow, customer_features)
     version = int(scored["model_version"].iloc[0]) if len(scored) else 0
+    as_of = customer_features["as_of"].max()
     context.add_output_metadata(
         {
             "model_version": dg.MetadataValue.int(version),
-            "features_as_of": ml.iso(
-                customer_features.agg(F.max(F.unix_seconds("as_of"))).first()[0]
-            ),
+            "features_as_of": ml.iso(int(as_of.timestamp())) if len(scored) else "none",
+            "dagster/row_count": len(scored),
             "mean_churn_probability": float(scored["churn_probability"].mean())
             if len(scored)
             else 0.0,
         }
     )
-    return spark.spark_session.createDataFrame(scored)
+    return scored
 
 
 def score_customers(tracking: MlflowResource, features: pd.DataFrame) -> pd.DataFrame:

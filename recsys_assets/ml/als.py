@@ -249,7 +249,7 @@ def evaluate_models(
 
 
 def recommendations(
-    model: PipelineModel,
+    model: PipelineModel | None,
     customers: DataFrame,
     purchases: DataFrame,
     k: int = K,
@@ -257,14 +257,22 @@ def recommendations(
 ) -> DataFrame:
     """Top ``k`` products for every customer of ``customers``: customer_id, product_id, score,
     rank, source. ``source`` is ``als`` for customers the model knows and ``popularity`` (the
-    most bought products) for the others; ``purchases`` (customer_id, product_id) are left out
+    most bought products) for the others, and for everyone without a ``model`` (no model has
+    beaten the popularity baseline yet); ``purchases`` (customer_id, product_id) are left out
     when ``exclude_purchased``."""
     customers = customers.select("customer_id").distinct()
     seen = purchases.select(*PAIR) if exclude_purchased else purchases.select(*PAIR).limit(0)
     room = k + (most_bought(seen) if exclude_purchased else 0)
-    known = top_k_unseen(recommend(model, customers, room), seen, k).withColumn(
-        "source", F.lit(ALS_SOURCE)
-    )
+    if model is None:
+        nothing = F.lit(None)
+        scored = customers.select(
+            "customer_id",
+            nothing.cast("string").alias("product_id"),
+            nothing.cast("float").alias("score"),
+        ).limit(0)
+    else:
+        scored = recommend(model, customers, room)
+    known = top_k_unseen(scored, seen, k).withColumn("source", F.lit(ALS_SOURCE))
     cold = customers.join(known.select("customer_id").distinct(), "customer_id", "left_anti")
     popular = top_k_unseen(cold.crossJoin(popular_products(purchases, room)), seen, k)
     return known.unionByName(popular.withColumn("source", F.lit(POPULARITY_SOURCE)))

@@ -3,7 +3,8 @@
 Spark (Delta Lake's connector) moves every row, on the driver's executors or a Spark Connect
 server, so no table's data passes through this process. delta-rs (``deltalake``) reads only the
 Delta log: versions, row counts and commit history, for asset metadata and for the bookmarks of
-the incremental steps. Each commit carries the Dagster run id in its ``userMetadata``.
+the incremental steps. Each commit carries the Dagster run id in its ``userMetadata``. The
+scikit-learn workflow's pandas-sized tables go through dagster-deltalake (delta-rs) instead.
 """
 
 import json
@@ -14,6 +15,8 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+from dagster_deltalake import LocalConfig
+from dagster_deltalake_pandas import DeltaLakePandasIOManager
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from pydantic import Field
@@ -24,6 +27,8 @@ from recsys_assets.resources.spark import SparkResource
 from recsys_assets.tables import LAYER_KEY, table_uri
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+# dagster-deltalake's IO manager, for the scikit-learn workflow's pandas-sized tables.
+PANDAS_IO_MANAGER = "pandas_io_manager"
 SOURCES = "sources"  # commit metadata: the upstream table versions a commit has consumed
 HISTORY_SEARCHED = 100  # commits searched for a bookmark (maintenance adds one or two a week)
 
@@ -217,3 +222,9 @@ class LakehouseIOManager(dg.ConfigurableIOManager):
                 f"{missing}: materialise {name} first, or select '*{context.op_def.name}' to "
                 "include every upstream asset."
             ) from missing
+
+
+def pandas_io_manager(root_uri: str) -> DeltaLakePandasIOManager:
+    """dagster-deltalake (delta-rs) for pandas frames, at the same ``<root>/<layer>/<table>``:
+    tables of one row per customer that scikit-learn reads or writes, with no Spark involved."""
+    return DeltaLakePandasIOManager(root_uri=root_uri, storage_options=LocalConfig())

@@ -33,7 +33,7 @@ STARTUP_TIMEOUT_S = 240  # webserver answering and the code location loaded
 RUN_TIMEOUT_S = 12 * 60  # the sensor's two ticks (15 s apart) plus the whole refresh_job run
 POLL_S = 3
 # Big enough for ALS and for both classes on both sides of the churn split; small enough to be fast.
-DATA = {"customers": 150, "days": 60, "seed": 7, "start_date": date(2024, 1, 1)}
+DATA = {"customers": 300, "days": 60, "seed": 7, "start_date": date(2024, 1, 1)}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 

@@ -8,6 +8,7 @@ subprocess, and the results are read back through Dagster's GraphQL API, as the 
 from mlflow import MlflowClient
 
 from recsys_assets import expectations
+from recsys_assets.registry import Verdict
 from recsys_assets.settings import Settings
 from recsys_assets_tests.e2e.conftest import DagsterDev, Refresh, failures, runs, sensor, tags
 
@@ -128,4 +129,5 @@ def test_both_models_have_a_champion_in_the_registry(dagster_dev: DagsterDev, re
     client = MlflowClient(settings.mlflow_tracking_uri)
     for model in ("als_recommendation_model", "churn_model"):
         champion = client.get_model_version_by_alias(model, "champion")
-        assert champion.tags.get("validation_status") == "PASSED", (model, champion.tags)
+        verdict = Verdict.from_tags(champion.tags)
+        assert verdict is not None and verdict.status == "PASSED", (model, champion.tags)

@@ -256,22 +256,19 @@ def spark_cluster(logs: Path, servers: list[Service], tmp_path_factory) -> Itera
 
 
 @pytest.fixture(scope="session")
-def spark_connect(
-    spark_cluster: SparkCluster, logs: Path, servers: list[Service], tmp_path_factory
-) -> Iterator[str]:
-    """A Spark Connect server (sbin/start-connect-server.sh) whose driver uses the cluster."""
+def spark_connect(spark_cluster: SparkCluster, logs: Path, servers: list[Service]) -> Iterator[str]:
+    """A Spark Connect server whose driver uses the cluster, in the foreground: what
+    sbin/start-connect-server.sh starts (the pip package of pyspark 4.2 does not ship it)."""
     port = free_port()
-    daemon_dir = tmp_path_factory.mktemp("spark-connect")
-    env = {
-        **os.environ,
-        **SPARK_ENV,
-        "SPARK_LOG_DIR": str(daemon_dir),
-        "SPARK_PID_DIR": str(daemon_dir),
-    }
+    env = {**os.environ, **SPARK_ENV}
     service = Service.start(
         "spark-connect",
         [
-            str(SPARK_HOME / "sbin" / "start-connect-server.sh"),
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--class",
+            "org.apache.spark.sql.connect.service.SparkConnectServer",
+            "--name",
+            "Spark Connect server",
             "--master",
             spark_cluster.url,
             "--conf",

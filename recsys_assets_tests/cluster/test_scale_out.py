@@ -103,7 +103,7 @@ def deployment(root: Path, instance_yaml: str, **env: str) -> Deployment:
     clean = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
     full_env = {**clean, "RECSYS_HOME": str(root / "recsys"), "DAGSTER_HOME": str(dagster_home)}
     target = Deployment(root, {**full_env, **env})
-    generate(target.settings)
+    generate(target.settings, customers=200)  # where ALS beats popularity (test_als.py)
     return target
 
 

@@ -10,6 +10,7 @@ from importlib.metadata import version
 from typing import Any
 
 import pyspark
+import pyspark.ml.util as ml_util
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 from pyspark.sql import SparkSession
@@ -85,11 +86,20 @@ class SparkResource(LazyPySparkResource):
             self._spark_session = build_session(self.master, self.remote, self.spark_config)
 
 
+def keep_remote_models_until_session_end() -> None:
+    """pyspark 4.2's Spark ML on Connect frees a server-side model from ``__del__`` with a
+    blocking RPC; when garbage collection runs that inside another RPC, the client waits for
+    ever (seen in als_evaluation on a standalone cluster). The server drops a session's
+    cached models when the session ends, so the eager delete is skipped."""
+    ml_util.del_remote_cache = lambda ref_id: None
+
+
 def build_session(
     master: str = "local[*]", remote: str | None = None, extra: dict[str, Any] | None = None
 ) -> SparkSession:
     builder = SparkSession.builder.appName("recsys_assets")
     if remote:
+        keep_remote_models_until_session_end()
         builder = builder.remote(remote)
     else:
         builder = builder.master(master)

@@ -9,6 +9,7 @@ import pandas as pd
 from recsys_assets.definitions import build_definitions
 from recsys_assets.expectations import FAILED_RULES
 from recsys_assets.resources.lakehouse import Lakehouse
+from recsys_assets.tables import table_uri
 from recsys_assets_tests.support import delta_table, generate, read_table
 
 SILVER_TABLES = ["sales_orders_silver", "sales_orders_quarantine"]
@@ -144,3 +145,20 @@ def test_maintenance_compacts_files_and_keeps_every_row(settings, materialize):
         (settings.home / "lakehouse" / "bronze" / "sales_orders_bronze").glob("*.parquet")
     )
     assert len(parquet) == 1  # VACUUM deleted the compacted files
+
+
+def test_full_refresh_rebuilds_from_bronze_as_it_is_now(settings, materialize, spark):
+    first = generate(settings)
+    materialize()
+    second = generate(settings, start_date=date(2024, 3, 1))
+    materialize()
+    [removed] = second.sales_orders_paths
+    bronze = table_uri(settings.lakehouse_uri, "bronze", "sales_orders_bronze")
+    spark.sql(f"DELETE FROM delta.`{bronze}` WHERE _source_file = '{removed.resolve()}'")
+    removed.unlink()  # rejected: its rows out of bronze, the file out of the landing zone
+
+    assert materialize(run_config=FULL_REFRESH).success
+
+    silver = read_table(settings, "silver", "sales_orders_silver")
+    assert len(silver) == first.orders  # the deleted file's rows are not read back
+    assert set(silver._source_file) == {str(p.resolve()) for p in first.sales_orders_paths}

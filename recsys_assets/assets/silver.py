@@ -139,7 +139,14 @@ class SilverSpec:
 
 
 def new_bronze_rows(lakehouse: Lakehouse, bronze: str, after: int, upto: int) -> DataFrame:
-    """Bronze rows committed in versions ``after + 1`` to ``upto``, with their version."""
+    """Bronze rows committed in versions ``after + 1`` to ``upto``, with their version.
+
+    From scratch (``after`` -1: a first run or a full refresh) the snapshot at ``upto`` is read,
+    not the change feed, so rows deleted from bronze since (a rejected file) stay out.
+    """
+    if after < 0:
+        snapshot = lakehouse.read(BRONZE, bronze, upto)
+        return snapshot.withColumn(BRONZE_VERSION, F.lit(upto).cast("long"))
     if after >= upto:  # nothing new: the same columns, no rows
         empty = lakehouse.read(BRONZE, bronze, upto).limit(0)
         return empty.withColumn(BRONZE_VERSION, F.lit(0).cast("long"))

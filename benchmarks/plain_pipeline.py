@@ -144,7 +144,7 @@ def recommender(
     models.promote(version, run_id)
 
     recs = als.recommendations_table(
-        model, als.current_customers(tables["customers"]), tables["sales_orders"], version
+        model, silver.current_customers(tables["customers"]), tables["sales_orders"], version
     )
     lake.save(recs, "gold", "customer_recommendations")
     return metrics

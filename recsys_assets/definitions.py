@@ -4,7 +4,7 @@ import dagster as dg
 
 from recsys_assets.assets import als, bronze, churn, gold, silver
 from recsys_assets.jobs import refresh_job, rollback_job
-from recsys_assets.maintenance import maintain_tables, weekly_maintenance
+from recsys_assets.maintenance import maintain_tables
 from recsys_assets.resources.lakehouse import (
     PANDAS_IO_MANAGER,
     Lakehouse,
@@ -14,7 +14,7 @@ from recsys_assets.resources.lakehouse import (
 from recsys_assets.resources.landing import LandingZone
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.resources.spark import SparkResource
-from recsys_assets.schedules import daily_refresh
+from recsys_assets.schedules import daily_refresh, weekly_maintenance
 from recsys_assets.sensors import csv_drop_sensor
 from recsys_assets.settings import Settings
 

@@ -57,13 +57,3 @@ def optimize_and_vacuum(
 )
 def maintain_tables():
     optimize_and_vacuum()
-
-
-weekly_maintenance = dg.ScheduleDefinition(
-    name="weekly_maintenance",
-    job=maintain_tables,
-    cron_schedule="0 4 * * 0",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="OPTIMIZE and VACUUM every table, Sundays at 04:00 UTC (off by default).",
-)

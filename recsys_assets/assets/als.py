@@ -16,6 +16,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recsys_assets.assets.silver import current_customers
 from recsys_assets.ml import als as ml
 from recsys_assets.ml.als import RANKING_METRICS, K, split_bucket
 from recsys_assets.registry import LIMIT, Registry, Requirement, registered_version
@@ -334,11 +335,6 @@ def recommendations_table(
     )
 
 
-def current_customers(customers_silver: DataFrame) -> DataFrame:
-    """SCD2: customers with an open record (valid_to IS NULL)."""
-    return customers_silver.where(F.col("valid_to").isNull()).select("customer_id").distinct()
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"spark", "mlflow", "delta"},
@@ -362,7 +358,7 @@ def customer_recommendations(
     model = mlflow.load_spark_model(model_uri(champion)) if champion else None
     table = recommendations_table(
         model,
-        current_customers(customers_silver),
+        current_customers(customers_silver),  # SCD2: the open records
         sales_orders_silver,
         champion,
         config.exclude_purchased,

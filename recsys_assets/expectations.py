@@ -92,6 +92,7 @@ class Applied:
     passing: DataFrame  # typed columns only
     quarantine: DataFrame  # the raw row as read, plus _failed_rules
     outcomes: list[RuleOutcome]
+    dropped: int  # rows that go to the quarantine
     failure: str | None  # why an expect_or_fail rule failed the batch, if one did
 
 
@@ -104,8 +105,13 @@ def evaluate(
     offending rows' ``key_columns``), and splits the rows into passing and quarantined.
     """
     readable = WELL_FORMED.holds
+    drop_rules = [e for e in (WELL_FORMED, *expectations) if e.action == "drop"]
+    failed = F.filter(
+        F.array(*[F.when(~e.holds, F.lit(e.name)) for e in drop_rules]), lambda r: r.isNotNull()
+    )
     counts = df.agg(
         F.count(F.lit(1)).alias("_rows"),
+        F.count_if(F.size(failed) > 0).alias("_dropped"),
         F.count_if(~readable).alias(WELL_FORMED.name),
         *[F.count_if(readable & ~e.holds).alias(e.name) for e in expectations],
     ).first()
@@ -126,16 +132,13 @@ def evaluate(
             )
             break
 
-    drop_rules = [e for e in (WELL_FORMED, *expectations) if e.action == "drop"]
-    failed = F.filter(
-        F.array(*[F.when(~e.holds, F.lit(e.name)) for e in drop_rules]), lambda r: r.isNotNull()
-    )
     flagged = df.withColumn(FAILED_RULES, failed)
     typed_columns = [c for c in df.columns if c != RAW]
     return Applied(
         passing=flagged.where(F.size(FAILED_RULES) == 0).select(typed_columns),
         quarantine=flagged.where(F.size(FAILED_RULES) > 0).select(f"{RAW}.*", FAILED_RULES),
         outcomes=outcomes,
+        dropped=int(counts["_dropped"]),
         failure=failure,
     )
 

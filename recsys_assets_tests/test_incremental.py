@@ -35,6 +35,16 @@ def sorted_frame(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     return frame.drop(columns=drop).sort_values(key).reset_index(drop=True)
 
 
+def rows_checked(result: dg.ExecuteInProcessResult) -> int:
+    """The rows sales_orders_silver's checks saw in a run."""
+    [rows] = {
+        e.metadata["rows"].value
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey("sales_orders_silver")
+    }
+    return rows
+
+
 def test_a_second_drop_reads_only_its_own_rows(settings, materialize):
     first = generate(settings, bad_fraction=0.05)
     materialize()
@@ -42,12 +52,7 @@ def test_a_second_drop_reads_only_its_own_rows(settings, materialize):
 
     result = materialize()
 
-    evaluations = {
-        e.check_name: e.metadata["rows"].value
-        for e in result.get_asset_check_evaluations()
-        if e.asset_key == dg.AssetKey("sales_orders_silver")
-    }
-    assert evaluations["pk_must_exist"] == second.orders + second.bad_rows.total  # new rows only
+    assert rows_checked(result) == second.orders + second.bad_rows.total  # new rows only
     assert len(read_table(settings, "silver", "sales_orders_silver")) == (
         first.orders + second.orders
     )
@@ -60,6 +65,24 @@ def test_a_second_drop_reads_only_its_own_rows(settings, materialize):
         "sales_orders_silver": 1,
         "customers_silver": 0,  # customers.csv again: already ingested, nothing new
     }
+
+
+def test_drops_without_a_bad_row_are_read_once_and_no_drop_costs_no_commit(settings, materialize):
+    generate(settings, bad_fraction=0.05)
+    materialize()
+    quarantine_version = delta_table(settings, "silver", "sales_orders_quarantine").version()
+    generate(settings, start_date=date(2024, 3, 1), customers=40, days=5)  # nothing to quarantine
+    materialize()
+    third = generate(settings, start_date=date(2024, 3, 10), customers=40, days=5)
+
+    assert rows_checked(materialize()) == third.orders  # not the clean drop before it again
+    assert delta_table(settings, "silver", "sales_orders_quarantine").version() == (
+        quarantine_version
+    )
+    silver_version = delta_table(settings, "silver", "sales_orders_silver").version()
+    nothing_new = materialize()
+    assert rows_checked(nothing_new) == 0
+    assert delta_table(settings, "silver", "sales_orders_silver").version() == silver_version
 
 
 def test_a_run_killed_between_quarantine_and_silver_is_finished_without_duplicates(

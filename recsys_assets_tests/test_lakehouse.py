@@ -1,10 +1,11 @@
 """The lakehouse resource: Spark (delta-spark) writes, delta-rs reads the same tables and logs."""
 
 import json
+from datetime import datetime
 
 import pytest
 
-from recsys_assets.resources.lakehouse import Lakehouse, MissingTable
+from recsys_assets.resources.lakehouse import Lakehouse, MissingTable, key_ranges
 from recsys_assets.resources.spark import SparkResource
 from recsys_assets.tables import table_uri
 from recsys_assets_tests.support import delta_table, read_table
@@ -58,3 +59,28 @@ def test_a_missing_table_is_named(lakehouse):
     with pytest.raises(MissingTable, match="gold/nothing does not exist yet"):
         lakehouse.read("gold", "nothing")
     assert lakehouse.version("gold", "nothing") is None and lakehouse.bookmark("gold", "x") == {}
+
+
+def test_a_merge_bounds_the_target_by_the_source_key_range(spark):
+    rows = spark.createDataFrame([(7, "b"), (2, None), (5, "it's")], "k long, s string")
+
+    assert key_ranges(rows, ["k", "s"]) == [
+        "(t.`k` BETWEEN CAST('2' AS bigint) AND CAST('7' AS bigint))",
+        "(t.`s` BETWEEN CAST('b' AS string) AND CAST('it\\'s' AS string) OR t.`s` IS NULL)",
+    ]
+    assert key_ranges(rows.limit(0), ["k"]) is None  # nothing to merge
+
+
+def test_a_merge_matches_keys_of_every_type_within_the_range(settings, spark, lakehouse):
+    schema = "name string, at timestamp, n long"
+    old = [("o'brien\\x", datetime(2024, 1, 1, 12), 1), (None, datetime(2024, 1, 2), 2)]
+    old += [("zed", datetime(2024, 1, 3), 3)]
+    lakehouse.write(spark.createDataFrame(old, schema), "silver", "m", "overwrite", {})
+    new = [("o'brien\\x", datetime(2024, 1, 1, 12), 10), (None, datetime(2024, 1, 2), 20)]
+    new += [("a", datetime(2024, 1, 1, 12), 30)]
+    lakehouse.merge(spark.createDataFrame(new, schema), "silver", "m", ["name", "at"], {})
+
+    table = read_table(settings, "silver", "m").sort_values("n")
+    assert table.n.tolist() == [3, 10, 20, 30]  # two updated (a null key too), one inserted
+    lakehouse.merge(spark.createDataFrame([], schema), "silver", "m", ["name"], {})
+    assert delta_table(settings, "silver", "m").version() == 1  # no rows, no commit

@@ -206,19 +206,32 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             table: -1 if config.full_refresh else lakehouse.bookmark(SILVER, table).get(bronze, -1)
             for table in (silver, quarantine)
         }
+        # The quarantine is written first, and not at all when a run drops no row: silver's
+        # bookmark is its own too.
+        marks[quarantine] = max(marks.values())
         context.log.info(f"{bronze} v{upto}; consumed so far: {marks}")
+        if min(marks.values()) >= upto:
+            context.log.info(f"No {bronze} commit since the last run: nothing to do.")
+            yield from check_results(context, silver, no_rows(all_rules))
+            for table in (quarantine, silver):
+                yield dg.MaterializeResult(
+                    asset_key=table, metadata=lakehouse.metadata(SILVER, table)
+                )
+            return
         rows = spec.typed_rows(new_bronze_rows(lakehouse, bronze, min(marks.values()), upto))
         try:
             applied = expectations.evaluate(rows, rules, spec.shown)
-            yield from check_results(context, silver, applied)
+            yield from check_results(context, silver, applied.outcomes)
             if applied.failure:
                 raise dg.Failure(
                     description=f"{applied.failure}. {silver} stays at its last version."
                 )
             info = {"dagster_run_id": context.run_id, SOURCES: {bronze: upto}}
             new_quarantined = applied.quarantine.where(F.col(BRONZE_VERSION) > marks[quarantine])
-            mode = "overwrite" if config.full_refresh else "append"
-            lakehouse.write(new_quarantined, SILVER, quarantine, mode, info)
+            if marks[quarantine] < 0:  # from scratch: a first run or a full refresh
+                lakehouse.write(new_quarantined, SILVER, quarantine, "overwrite", info)
+            elif applied.dropped:
+                lakehouse.write(new_quarantined, SILVER, quarantine, "append", info)
             yield dg.MaterializeResult(
                 asset_key=quarantine,
                 metadata=lakehouse.metadata(SILVER, quarantine, new_quarantined.schema),
@@ -243,12 +256,16 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
     return _silver
 
 
+def no_rows(rules: tuple[Expectation, ...]) -> list[expectations.RuleOutcome]:
+    return [expectations.RuleOutcome(r, violations=0, rows=0) for r in rules]
+
+
 def check_results(
-    context: dg.AssetExecutionContext, silver: str, applied: expectations.Applied
+    context: dg.AssetExecutionContext, silver: str, outcomes: list[expectations.RuleOutcome]
 ) -> Iterator[dg.AssetCheckResult]:
     """Each rule's counts over this run's new rows, as an asset check (fail rules: ERROR)."""
     selected = {key.name for key in context.selected_asset_check_keys}
-    for o in applied.outcomes:
+    for o in outcomes:
         if o.expectation.name not in selected:
             continue
         fails_run = o.expectation.action == "fail"
@@ -264,7 +281,7 @@ def check_results(
                 "passed_rows": o.rows - o.violations,
             },
         )
-    summary = ", ".join(f"{o.expectation.name}: {o.violations}" for o in applied.outcomes)
+    summary = ", ".join(f"{o.expectation.name}: {o.violations}" for o in outcomes)
     context.log.info(f"violations per rule: {summary}")
 
 
@@ -318,7 +335,12 @@ def sales_orders_customer_join_min(
         lakehouse.write(joined, SILVER, name, "overwrite", info)
     elif marks != versions:  # the orders that changed, and the orders of customers that did
         changed = changed_orders(lakehouse, orders, marks, versions)
-        lakehouse.merge(join_customers(changed, customers), SILVER, name, [JOIN_KEY], info)
+        # Read twice (the MERGE's key range, then the MERGE): computed once.
+        rejoined = join_customers(changed, customers).persist(StorageLevel.DISK_ONLY)
+        try:
+            lakehouse.merge(rejoined, SILVER, name, [JOIN_KEY], info)
+        finally:
+            rejoined.unpersist()
     else:
         context.log.info("No silver commit since the last run: nothing to join.")
     return dg.MaterializeResult(metadata=lakehouse.metadata(SILVER, name))

@@ -21,6 +21,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from recsys_assets.resources.spark import SparkResource
@@ -51,6 +52,36 @@ def rows_written(commit: dict[str, Any]) -> int:
     return int(metrics.get("numTargetRowsInserted", 0)) + int(
         metrics.get("numTargetRowsUpdated", 0)
     )
+
+
+def sql_literal(value: str, type_name: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"CAST('{escaped}' AS {type_name})"
+
+
+def key_ranges(df: DataFrame, keys: list[str]) -> list[str] | None:
+    """Each key's ``t.key BETWEEN min AND max`` over ``df`` (a target row outside it cannot
+    match), as SQL over the target ``t``; None when ``df`` has no rows. Bounds go through their
+    text form, so every type Spark casts from a string works (MERGE takes no parameters)."""
+    types = {f.name: f.dataType.simpleString() for f in df.schema}
+    bounds = df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        *(F.min(k).cast("string").alias(f"min{i}") for i, k in enumerate(keys)),
+        *(F.max(k).cast("string").alias(f"max{i}") for i, k in enumerate(keys)),
+        *(F.count_if(F.col(k).isNull()).alias(f"nulls{i}") for i, k in enumerate(keys)),
+    ).first()
+    if bounds is None or bounds["rows"] == 0:
+        return None
+    ranges = []
+    for i, k in enumerate(keys):
+        low, high = bounds[f"min{i}"], bounds[f"max{i}"]
+        within = (
+            "FALSE"
+            if low is None  # every source key is null
+            else f"t.`{k}` BETWEEN {sql_literal(low, types[k])} AND {sql_literal(high, types[k])}"
+        )
+        ranges.append(f"({within} OR t.`{k}` IS NULL)" if bounds[f"nulls{i}"] else f"({within})")
+    return ranges
 
 
 class Lakehouse(dg.ConfigurableResource):
@@ -126,16 +157,22 @@ class Lakehouse(dg.ConfigurableResource):
         info: dict,
         update_if: str | None = None,
     ) -> None:
-        """Upsert ``df`` by ``keys`` in one commit (a new table is created from it).
+        """Upsert ``df`` by ``keys`` in one commit (a new table is created from it); no rows, no
+        commit. ``update_if``: a condition over ``t`` (target) and ``s`` (source) for replacing
+        a match.
 
-        ``update_if``: a condition over ``t`` (target) and ``s`` (source) for replacing a match.
+        The range of each key in ``df`` goes into the ON condition as literals, so Delta skips
+        every target file whose statistics lie outside it (a drop of new orders reads none).
         """
         if self.log(layer, table) is None:
             self.write(df, layer, table, "overwrite", info)
             return
+        ranges = key_ranges(df, keys)
+        if ranges is None:
+            return
         view = f"merge_source_{table}"
         df.createOrReplaceTempView(view)
-        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        on = " AND ".join([*(f"t.`{k}` <=> s.`{k}`" for k in keys), *ranges])
         when = f" AND ({update_if})" if update_if else ""
         try:
             with self.commit_info(info):

@@ -28,6 +28,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         PANDAS_IO_MANAGER: pandas_io_manager(settings.lakehouse_uri),
         "lakehouse": lakehouse,
         "landing": LandingZone(root=str(settings.landing_dir)),
+        "recommendation_policy": als.RecommendationPolicy(),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri,
             registry_uri=settings.mlflow_registry_uri,

@@ -60,6 +60,18 @@ def mlflow_resource(settings: Settings) -> MlflowResource:
     return build_definitions(settings).resources["mlflow"]  # type: ignore[index,return-value]
 
 
+def evaluation_params(settings: Settings, run_id: str) -> dict[str, str]:
+    """The parameters of the MLflow run that als_evaluation logged in Dagster run ``run_id``."""
+    client = mlflow_resource(settings).client
+    experiment = client.get_experiment_by_name(als.EXPERIMENT)
+    assert experiment is not None
+    [run] = client.search_runs(
+        [experiment.experiment_id],
+        f"attributes.run_name = 'evaluation' AND tags.dagster_run_id = '{run_id}'",
+    )
+    return run.data.params
+
+
 def champion_version(settings: Settings) -> str | None:
     return Registry(mlflow_resource(settings).client, MODEL_NAME).champion()
 
@@ -177,14 +189,18 @@ def test_the_gate_blocks_a_better_rmse_that_ranks_worse_and_scoring_goes_on(
     assert champion_version(settings) == "1" and registry.verdict("3").status == "ROLLED_BACK"
 
 
-def test_recommendations_can_include_purchased_products_when_configured(
+def test_when_purchases_are_not_excluded_that_policy_is_evaluated_and_served(
     settings, lakehouse, materialize
 ):
-    config = {
-        **CHAMPION_CONFIG["ops"],
-        "customer_recommendations": {"config": {"exclude_purchased": False}},
-    }
-    assert materialize(MODEL_ASSETS, run_config={"ops": config}).success
+    policy = {"recommendation_policy": {"config": {"exclude_purchased": False}}}
+    config = {**CHAMPION_CONFIG, "resources": policy}
+    result = materialize(MODEL_ASSETS, run_config=config, raise_on_error=False)
+
+    # Whether this policy's challenger passes the gate or not, the batch is scored (last).
+    assert result.asset_materializations_for_node("customer_recommendations")
+    [evaluation] = result.asset_materializations_for_node("als_evaluation")
+    assert evaluation.metadata["exclude_purchased"].value is False
+    assert evaluation_params(settings, result.run_id)["exclude_purchased"] == "False"
     recommendations = read_table(settings, "gold", "customer_recommendations")
     orders = read_table(settings, "silver", "sales_orders_silver")
     bought = {

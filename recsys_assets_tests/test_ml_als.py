@@ -127,6 +127,21 @@ def test_popularity_baseline_metrics_on_a_known_case(spark):
     assert metrics["ndcg_at_10"] == pytest.approx(1.0)
 
 
+def test_without_exclusion_the_baseline_may_rank_what_was_bought(spark):
+    weight = "customer_id long, product_id string, interaction_weight double"
+    train = frame(spark, [(1, "A", 1.0), (2, "A", 1.0), (2, "B", 1.0), (3, "C", 1.0)], weight)
+    test = frame(spark, [(1, "B", 1.0), (3, "A", 1.0)], weight)
+    data = ml.held_out(train, test, k=1, exclude_purchased=False)
+
+    metrics = ml.popularity_metrics(data, k=1)
+
+    # Everyone's top 1 is A: customer 1 bought it in training (a miss), customer 3 did not and
+    # holds it out (a hit). With exclusion both were hits (the test above).
+    assert data.candidates == 1  # no room made for training purchases
+    assert metrics["precision_at_10"] == pytest.approx(0.5)
+    assert metrics["recall_at_10"] == pytest.approx(0.5)
+
+
 def test_without_a_model_every_customer_gets_the_unbought_popular_products(spark):
     purchases = frame(spark, [(1, "A"), (2, "A"), (2, "B"), (3, "C")])
     customers = spark.createDataFrame([(1,), (2,), (4,)], "customer_id long")

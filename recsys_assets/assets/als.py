@@ -12,6 +12,7 @@ import pyspark
 from mlflow import log_metrics, log_param, log_params
 from mlflow.models import infer_signature
 from mlflow.version import VERSION as mlflow_version
+from pydantic import Field
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -174,6 +175,15 @@ class EvaluationConfig(dg.Config):
     negative_seed: int = 42  # which never-bought pairs are sampled as preference 0
 
 
+class RecommendationPolicy(dg.ConfigurableResource):
+    """How recommendations are served, and therefore how they are evaluated: one setting that
+    als_evaluation (and so the gate) and customer_recommendations both read."""
+
+    exclude_purchased: bool = Field(
+        default=True, description="Leave out products the customer already bought."
+    )
+
+
 EVALUATION_COLUMNS = ["rmse", "scored_rows", *RANKING_METRICS]
 
 
@@ -189,15 +199,18 @@ def als_evaluation(
     als_train: DataFrame,
     als_test: DataFrame,
     mlflow: MlflowResource,
+    recommendation_policy: RecommendationPolicy,
 ) -> DataFrame:
-    """Challenger, champion and popularity on als_test: preference RMSE and ranking@10."""
+    """Challenger, champion and popularity on als_test: preference RMSE and ranking@10 of the
+    policy customer_recommendations serves."""
     models = registry(mlflow)
     versions = {"challenger": registered_version(context, "als_challenger")}
     champion = models.champion()
     if champion is not None:
         versions["champion"] = champion
 
-    data = ml.held_out(als_train, als_test, K, config.negative_seed)
+    exclude_purchased = recommendation_policy.exclude_purchased
+    data = ml.held_out(als_train, als_test, K, config.negative_seed, exclude_purchased)
     with mlflow.start_run(context, "evaluation", experiment=EXPERIMENT) as run:
         loaded = {role: mlflow.load_spark_model(model_uri(v)) for role, v in versions.items()}
         try:
@@ -206,6 +219,7 @@ def als_evaluation(
             raise dg.Failure(str(error)) from error
         finally:
             data.unpersist()
+        log_param("exclude_purchased", exclude_purchased)
         for role, version in versions.items():
             log_param(f"{role}_model_uri", model_uri(version))
         for role, metrics in results.items():
@@ -214,6 +228,7 @@ def als_evaluation(
     context.add_output_metadata(
         {
             "mlflow_run": mlflow.run_url(run),
+            "exclude_purchased": exclude_purchased,
             **{f"{role}_version": dg.MetadataValue.int(int(v)) for role, v in versions.items()},
             **{
                 f"{role}_{k}": dg.MetadataValue.float(v)
@@ -298,11 +313,6 @@ def als_champion(context: dg.AssetExecutionContext, mlflow: MlflowResource) -> d
 # ---------------------------------------------------------------- batch inference
 
 
-class RecommendationsConfig(dg.Config):
-    # Evaluation leaves out what a customer bought in training; serving, everything bought.
-    exclude_purchased: bool = True
-
-
 def purchases(sales_orders_silver: DataFrame) -> DataFrame:
     """(customer_id, product_id, product_name) of every ordered line."""
     return sales_orders_silver.select(
@@ -343,10 +353,10 @@ def recommendations_table(
 )
 def customer_recommendations(
     context: dg.AssetExecutionContext,
-    config: RecommendationsConfig,
     customers_silver: DataFrame,
     sales_orders_silver: DataFrame,
     mlflow: MlflowResource,
+    recommendation_policy: RecommendationPolicy,
 ) -> DataFrame:
     """Top-10 unbought products per current customer from @champion (popularity if unknown)."""
     champion = registry(mlflow).champion()
@@ -356,17 +366,18 @@ def customer_recommendations(
             "customer gets the popularity list (source=popularity)."
         )
     model = mlflow.load_spark_model(model_uri(champion)) if champion else None
+    # The evaluation left out what each customer bought in training; serving, all they bought.
     table = recommendations_table(
         model,
         current_customers(customers_silver),  # SCD2: the open records
         sales_orders_silver,
         champion,
-        config.exclude_purchased,
+        recommendation_policy.exclude_purchased,
     )
     context.add_output_metadata(
         {
             "model_version": dg.MetadataValue.int(int(champion)) if champion else "none",
-            "exclude_purchased": config.exclude_purchased,
+            "exclude_purchased": recommendation_policy.exclude_purchased,
         }
     )
     return table

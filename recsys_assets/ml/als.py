@@ -1,7 +1,8 @@
 """The ALS recommender: pipeline, recommendations, the held-out set and its metrics.
 
-Evaluation and serving follow the same rules: products a customer already bought are never
-recommended, and customers the model does not know get the popularity list.
+Evaluation and serving follow the same rules: products a customer already bought are left out
+(unless the policy says otherwise, for both), and customers the model does not know get the
+popularity list.
 """
 
 from dataclasses import dataclass
@@ -168,13 +169,22 @@ class HeldOut:
     users: DataFrame  # test customers also seen in training: those a recommender can rank for
     relevant: DataFrame  # their held-out (customer, product) pairs
     preferences: DataFrame  # relevant pairs (preference 1) and as many never-bought pairs (0)
-    candidates: int  # k plus the most products a user bought in training: room to drop them
+    candidates: int  # k, plus the most products a user bought in training when they are dropped
+    exclude_purchased: bool  # the serving policy evaluated: training purchases left out
+
+    @property
+    def seen(self) -> DataFrame:
+        """The pairs a ranking leaves out: what each user bought in training, or none."""
+        pairs = self.train.select(*PAIR)
+        return pairs if self.exclude_purchased else pairs.limit(0)
 
     def unpersist(self) -> None:
         self.preferences.unpersist()
 
 
-def held_out(train: DataFrame, test: DataFrame, k: int = K, seed: int = 42) -> HeldOut:
+def held_out(
+    train: DataFrame, test: DataFrame, k: int = K, seed: int = 42, exclude_purchased: bool = True
+) -> HeldOut:
     users = (
         test.select("customer_id")
         .distinct()
@@ -189,7 +199,8 @@ def held_out(train: DataFrame, test: DataFrame, k: int = K, seed: int = 42) -> H
         .unionByName(negatives.withColumn("preference", F.lit(0.0)))
         .cache()
     )
-    return HeldOut(train, users, relevant, preferences, k + most_bought(train))
+    room = k + (most_bought(train) if exclude_purchased else 0)
+    return HeldOut(train, users, relevant, preferences, room, exclude_purchased)
 
 
 def preference_rmse(predictions: dict[str, DataFrame]) -> tuple[dict[str, float], int]:
@@ -222,15 +233,17 @@ def preference_rmse(predictions: dict[str, DataFrame]) -> tuple[dict[str, float]
 
 
 def ranking_of(model: PipelineModel, data: HeldOut, k: int = K) -> dict[str, float]:
-    """Ranking metrics of a model's top ``k`` unseen products for the held-out users."""
+    """Ranking metrics of a model's top ``k`` products (unseen ones, if the policy excludes
+    purchases) for the held-out users."""
     candidates = recommend(model, data.users, data.candidates)
-    return ranking_metrics(top_k_unseen(candidates, data.train, k), data.relevant, k)
+    return ranking_metrics(top_k_unseen(candidates, data.seen, k), data.relevant, k)
 
 
 def popularity_metrics(data: HeldOut, k: int = K) -> dict[str, float]:
-    """The baseline: every user gets the most popular products they have not bought yet."""
+    """The baseline: every user gets the most popular products (not bought yet, if the policy
+    excludes purchases)."""
     popular = popular_products(data.train, data.candidates)
-    recommended = top_k_unseen(data.users.crossJoin(popular), data.train, k)
+    recommended = top_k_unseen(data.users.crossJoin(popular), data.seen, k)
     return ranking_metrics(recommended, data.relevant, k)
 
 

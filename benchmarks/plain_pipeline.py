@@ -74,7 +74,7 @@ def ingest_and_conform(
         raw = bronze.read_csv_drops(spark, files, columns)
         raw = lake.save_and_use(raw, "bronze", f"{spec.source}_bronze", mode="append")
         rows = spec.typed_rows(raw.withColumn(silver.BRONZE_VERSION, F.lit(0).cast("long")))
-        applied = expectations.apply(rows, spec.rules, spec.shown)
+        applied = expectations.apply(rows, spec.rules_for(silver.SilverConfig()), spec.shown)
         print("violations:", {o.expectation.name: o.violations for o in applied.outcomes})
         lake.save(applied.quarantine, "silver", f"{spec.source}_quarantine")
         conformed = silver.latest_per_key(applied.passing, spec.keys).drop(silver.BRONZE_VERSION)

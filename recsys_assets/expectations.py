@@ -7,7 +7,7 @@ table with the names of every rule they broke. A predicate that evaluates to NUL
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pyspark.sql import Column, DataFrame
@@ -21,12 +21,20 @@ RESCUED_DATA = "_rescued_data"
 @dataclass(frozen=True)
 class Expectation:
     name: str
-    predicate: str  # Spark SQL over the typed silver columns
+    predicate: str  # Spark SQL over the typed silver columns; {placeholders} bound at run time
     action: Literal["fail", "drop"]
 
     @property
     def holds(self) -> Column:
         return F.coalesce(F.expr(self.predicate), F.lit(False))
+
+    def bind(self, **values: object) -> Expectation:
+        """This rule with its ``{placeholders}`` filled in (a configured range)."""
+        return replace(self, predicate=self.predicate.format(**values))
+
+
+def bind(rules: tuple[Expectation, ...], **values: object) -> tuple[Expectation, ...]:
+    return tuple(rule.bind(**values) for rule in rules)
 
 
 def present(column: str) -> str:
@@ -44,6 +52,11 @@ CUSTOMERS: tuple[Expectation, ...] = (
     Expectation("valid_customer_id", "customer_id IS NOT NULL", "drop"),  # a number
     Expectation("valid_customer_name", "customer_name IS NOT NULL AND customer_name <> ''", "drop"),
     Expectation("valid_valid_from", "valid_from IS NOT NULL", "drop"),
+    Expectation(  # a blank valid_to is an open record; an unreadable one is not
+        "valid_valid_to",
+        f"valid_to IS NOT NULL OR nullif(trim({RAW}.valid_to), '') IS NULL",
+        "drop",
+    ),
     Expectation("valid_loyalty_segment", "loyalty_segment IS NOT NULL", "drop"),
 )
 
@@ -58,6 +71,12 @@ SALES_ORDERS: tuple[Expectation, ...] = (
     Expectation("valid_order_number", "order_number IS NOT NULL", "drop"),  # a number
     Expectation("valid_customer_id", "customer_id IS NOT NULL", "drop"),
     Expectation("valid_order_datetime", "order_datetime IS NOT NULL", "drop"),
+    Expectation(  # a date outside it would move the models' window (SilverConfig sets it)
+        "order_datetime_in_range",
+        "order_datetime >= TIMESTAMP '{earliest_order}' "
+        "AND order_datetime <= current_timestamp() + make_interval(0, 0, 0, {max_days_ahead})",
+        "drop",
+    ),
     Expectation(
         "valid_ordered_products",
         "size(ordered_products) > 0 AND forall(ordered_products, p -> p.id IS NOT NULL)",

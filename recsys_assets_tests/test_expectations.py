@@ -1,11 +1,13 @@
 """The DLT-style expectations engine on small, hand-made DataFrames."""
 
+from datetime import UTC, datetime
+
 import pytest
 from pyspark.sql import SparkSession
 
 from recsys_assets import expectations
 from recsys_assets.assets.bronze import raw_schema
-from recsys_assets.assets.silver import sales_orders_typed
+from recsys_assets.assets.silver import SALES_ORDERS, SilverConfig, sales_orders_typed
 from recsys_assets.expectations import FAILED_RULES, Expectation, ExpectationFailed
 from recsys_assets.schemas import SALES_ORDERS_COLUMNS
 
@@ -84,3 +86,31 @@ def test_sales_orders_typing_keeps_bad_quantities_visible(spark):
     assert (first.id, first.qty, first.price, first.promotion_info) == ("P1", 3, 2.5, '{"k":1}')
     assert second.qty is None  # non-numeric: null, so valid_quantities drops the order
     assert typed._raw.ordered_products == products  # the raw text is kept for the quarantine
+
+
+def test_order_dates_that_overflow_or_fall_outside_the_range_are_dropped_with_a_reason(spark):
+    products = '[{"curr":"USD","id":"P1","name":"A","price":1,"promotion_info":null,"qty":1}]'
+    year_3000 = str(int(datetime(3000, 1, 1, tzinfo=UTC).timestamp()))
+    year_1999 = str(int(datetime(1999, 12, 31, tzinfo=UTC).timestamp()))
+    rows = [
+        ("[]", "7", "Ann", "1", when, number, products, "{}", None, "f.csv")
+        for number, when in (("1", "1700000000"), ("2", "1e15"), ("3", "1" + "0" * 15),
+                             ("4", year_3000), ("5", year_1999))
+    ]  # fmt: skip
+    schema = raw_schema(SALES_ORDERS_COLUMNS).add("_source_file", "string")
+    bronze = spark.createDataFrame(rows, schema).selectExpr(
+        "*", "current_timestamp() AS _ingested_at", "7L AS _bronze_version"
+    )
+    rules = SALES_ORDERS.rules_for(SilverConfig(earliest_order="2000-01-01", max_days_ahead=1))
+
+    applied = expectations.evaluate(sales_orders_typed(bronze), rules, ["order_number"])
+
+    assert [r.order_number for r in applied.passing.collect()] == [1]
+    reasons = {r.order_number: r[FAILED_RULES] for r in applied.quarantine.collect()}
+    assert reasons == {
+        "2": ["valid_order_datetime", "order_datetime_in_range"],  # not an integer
+        "3": ["valid_order_datetime", "order_datetime_in_range"],  # past year 9999: no crash
+        "4": ["order_datetime_in_range"],
+        "5": ["order_datetime_in_range"],
+    }
+    assert applied.dropped == 4

@@ -30,6 +30,13 @@ class RefreshConfig(dg.Config):
     full_refresh: bool = False  # rebuild from all of upstream, as DLT's full refresh does
 
 
+class SilverConfig(RefreshConfig):
+    """The silver tables' run config: full refresh, and the order dates that are plausible."""
+
+    earliest_order: str = "2000-01-01"  # orders dated before are dropped (order_datetime_in_range)
+    max_days_ahead: int = 1  # orders dated later than the run's time plus this are dropped
+
+
 PRODUCT_FIELDS = ("curr", "id", "name", "price", "promotion_info", "qty", "unit")
 # Parsed as strings first, so a non-numeric qty is caught by an expectation, not nulled silently.
 ORDERED_PRODUCTS_JSON = ArrayType(
@@ -37,8 +44,15 @@ ORDERED_PRODUCTS_JSON = ArrayType(
 )
 
 
-def unix_seconds(column: str) -> Column:
-    return F.timestamp_seconds(F.col(column).try_cast("bigint"))
+# Seconds since 1970 that make a timestamp (years 1 to 9999); others would overflow the cast.
+EPOCH_SECONDS = (-62_135_596_800, 253_402_300_799)
+
+
+def timestamp_from_epoch(column: str) -> Column:
+    """The text of ``column`` as epoch seconds to a timestamp; NULL if it is not such a number
+    (an expectation then drops the row, with a reason)."""
+    seconds = F.col(column).try_cast("bigint")
+    return F.when(seconds.between(*EPOCH_SECONDS), F.timestamp_seconds(seconds))
 
 
 def with_raw(bronze: DataFrame, typed: list[Column]) -> DataFrame:
@@ -56,8 +70,8 @@ def customers_typed(bronze: DataFrame) -> DataFrame:
             *[F.col(c) for c in text],
             F.col("lon").try_cast("double").alias("lon"),
             F.col("lat").try_cast("double").alias("lat"),
-            unix_seconds("valid_from").alias("valid_from"),
-            unix_seconds("valid_to").alias("valid_to"),
+            timestamp_from_epoch("valid_from").alias("valid_from"),
+            timestamp_from_epoch("valid_to").alias("valid_to"),
             F.col("units_purchased").try_cast("int").alias("units_purchased"),
             F.col("loyalty_segment").try_cast("int").alias("loyalty_segment"),
             F.col(SOURCE_FILE),
@@ -91,8 +105,8 @@ def sales_orders_typed(bronze: DataFrame) -> DataFrame:
             F.col("customer_id").try_cast("bigint").alias("customer_id"),
             F.col("customer_name"),
             F.col("number_of_line_items").try_cast("int").alias("number_of_line_items"),
-            unix_seconds("order_datetime").alias("order_datetime"),
-            F.to_date(unix_seconds("order_datetime")).alias("order_date"),
+            timestamp_from_epoch("order_datetime").alias("order_datetime"),
+            F.to_date(timestamp_from_epoch("order_datetime")).alias("order_date"),
             ordered_products("ordered_products").alias("ordered_products"),
             F.col("clicked_items"),
             F.col("promo_info"),
@@ -130,6 +144,12 @@ class SilverSpec:
     @property
     def names(self) -> tuple[str, str, str]:
         return f"{self.source}_bronze", f"{self.source}_silver", f"{self.source}_quarantine"
+
+    def rules_for(self, config: SilverConfig) -> tuple[Expectation, ...]:
+        """The rules, with the configured range of order dates."""
+        return expectations.bind(
+            self.rules, earliest_order=config.earliest_order, max_days_ahead=config.max_days_ahead
+        )
 
     def typed_rows(self, bronze: DataFrame) -> DataFrame:
         """The typed rows, persisted: the rule counts, the silver write and the quarantine write
@@ -195,7 +215,7 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
         ],
     )
     def _silver(
-        context: dg.AssetExecutionContext, config: RefreshConfig, lakehouse: Lakehouse
+        context: dg.AssetExecutionContext, config: SilverConfig, lakehouse: Lakehouse
     ) -> Iterator:
         upto = lakehouse.version(BRONZE, bronze)
         if upto is None:
@@ -220,7 +240,7 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             return
         rows = spec.typed_rows(new_bronze_rows(lakehouse, bronze, min(marks.values()), upto))
         try:
-            applied = expectations.evaluate(rows, rules, spec.shown)
+            applied = expectations.evaluate(rows, spec.rules_for(config), spec.shown)
             yield from check_results(context, silver, applied.outcomes)
             if applied.failure:
                 raise dg.Failure(

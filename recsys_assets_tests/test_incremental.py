@@ -8,7 +8,7 @@ import pandas as pd
 
 from recsys_assets.definitions import build_definitions
 from recsys_assets.expectations import FAILED_RULES
-from recsys_assets.resources.lakehouse import Lakehouse
+from recsys_assets.resources.lakehouse import Lakehouse, removes_rows
 from recsys_assets.tables import table_uri
 from recsys_assets_tests.support import delta_table, generate, read_table
 
@@ -185,3 +185,47 @@ def test_full_refresh_rebuilds_from_bronze_as_it_is_now(settings, materialize, s
     silver = read_table(settings, "silver", "sales_orders_silver")
     assert len(silver) == first.orders  # the deleted file's rows are not read back
     assert set(silver._source_file) == {str(p.resolve()) for p in first.sales_orders_paths}
+
+
+def test_rejecting_a_file_silver_already_read_takes_its_rows_out_downstream(settings, materialize):
+    first = generate(settings)
+    materialize()
+    landing = settings.landing_dir / "sales_orders"
+    before = set(landing.iterdir())
+    generate(settings, start_date=date(2024, 3, 1), customers=40, days=3)
+    materialize()
+    [late] = sorted(set(landing.iterdir()) - before)
+
+    reject = build_definitions(settings).resolve_job_def("reject_landing_file")
+    config = {"table": "sales_orders", "file_name": late.name}
+    assert reject.execute_in_process(
+        run_config={"ops": {"reject_file": {"config": config}}}
+    ).success
+    materialize()
+
+    for table in ("sales_orders_silver", "sales_orders_customer_join_min"):
+        assert len(read_table(settings, "silver", table)) == first.orders, table
+
+
+def test_only_commits_that_take_rows_out_count_as_removals():
+    def commit(operation, mode=None, **metrics):
+        return {
+            "operation": operation,
+            "operationParameters": {"mode": mode} if mode else {},
+            "operationMetrics": {k: str(v) for k, v in metrics.items()},
+        }
+
+    removals = [
+        commit("DELETE", numDeletedRows=3),
+        commit("WRITE", "Overwrite"),
+        commit("CREATE OR REPLACE TABLE AS SELECT", "Overwrite"),
+        commit("MERGE", numTargetRowsDeleted=1, numTargetRowsInserted=4),
+    ]
+    others = [
+        commit("WRITE", "Append"),
+        commit("MERGE", numTargetRowsDeleted=0, numTargetRowsUpdated=2),
+        commit("OPTIMIZE"),
+        commit("VACUUM END"),
+    ]
+    assert [removes_rows(c) for c in removals] == [True] * 4
+    assert [removes_rows(c) for c in others] == [False] * 4

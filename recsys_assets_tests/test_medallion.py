@@ -7,6 +7,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
+from recsys_assets.definitions import build_definitions
 from recsys_assets.expectations import FAILED_RULES
 from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets_tests.support import delta_table, generate, read_table
@@ -135,18 +136,23 @@ def test_an_ingest_that_fails_before_its_commit_is_healed_by_the_next_run(
     assert len(bronze) == summary.orders and bronze._source_file.nunique() == 3
 
 
-def test_a_missing_order_number_fails_the_run_and_leaves_silver_unchanged(settings, materialize):
+def test_a_missing_order_number_fails_every_run_until_its_file_is_rejected(settings, materialize):
     first = generate(settings)
     materialize()
     version = delta_table(settings, "silver", "sales_orders_silver").version()
+    landing = settings.landing_dir / "sales_orders"
+    before = set(landing.iterdir())
 
-    bad = generate(settings, start_date=date(2024, 3, 1), missing_pk_fraction=0.05).bad_rows
+    drop = dict(start_date=date(2024, 3, 1), customers=40, days=3)
+    bad = generate(settings, **drop, missing_pk_fraction=0.05).bad_rows
     result = materialize(raise_on_error=False)
 
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = str(failure.step_failure_data.error)
     assert "pk_must_exist" in message and "violated by" in message
+    [poison] = sorted(set(landing.iterdir()) - before)  # the drop is one file
+    assert f"file_name: '{poison.name}'" in message and "reject_landing_file" in message
     assert delta_table(settings, "silver", "sales_orders_silver").version() == version
     [check] = [
         e
@@ -155,6 +161,26 @@ def test_a_missing_order_number_fails_the_run_and_leaves_silver_unchanged(settin
     ]
     assert not check.passed and check.metadata["violations"].value == bad.missing_pk > 0
     assert len(read_table(settings, "silver", "sales_orders_silver")) == first.orders
+
+    def poison_rows() -> int:
+        bronze = read_table(settings, "bronze", "sales_orders_bronze")
+        return int((bronze._source_file == str(poison)).sum())
+
+    in_bronze = poison_rows()
+    reject = build_definitions(settings).resolve_job_def("reject_landing_file")
+    config = {"table": "sales_orders", "file_name": poison.name, "reason": "blank order_number"}
+    run_config = {"ops": {"reject_file": {"config": config}}}
+    assert reject.execute_in_process(run_config=run_config).success
+    assert not poison.exists() and (landing / "_rejected" / poison.name).exists()
+    note = json.loads((landing / "_rejected" / f"{poison.name}.why.json").read_text())
+    assert note["reason"] == "blank order_number"
+    assert note["bronze_rows_deleted"] == in_bronze > bad.missing_pk and poison_rows() == 0
+
+    fixed = generate(settings, **drop)  # the corrected file, under the same name
+    assert poison.exists()
+    assert materialize().success
+    silver = read_table(settings, "silver", "sales_orders_silver")
+    assert len(silver) == first.orders + fixed.orders and silver.order_number.is_unique
 
 
 def test_gold_window_is_run_config(settings, materialize):

@@ -10,6 +10,8 @@ the step, and its check, before anything is written. ``full_refresh`` rebuilds f
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
 
 import dagster as dg
 from pyspark import StorageLevel
@@ -226,6 +228,12 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             table: -1 if config.full_refresh else lakehouse.bookmark(SILVER, table).get(bronze, -1)
             for table in (silver, quarantine)
         }
+        removed = lakehouse.removed_since(BRONZE, bronze, min(marks.values()))
+        if removed:  # a rejected file: what silver took from it must go too, as in a full refresh
+            context.log.warning(
+                f"{bronze} versions {removed} removed rows: rebuilding from its snapshot."
+            )
+            marks = dict.fromkeys(marks, -1)
         # The quarantine is written first, and not at all when a run drops no row: silver's
         # bookmark is its own too.
         marks[quarantine] = max(marks.values())
@@ -244,7 +252,8 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             yield from check_results(context, silver, applied.outcomes)
             if applied.failure:
                 raise dg.Failure(
-                    description=f"{applied.failure}. {silver} stays at its last version."
+                    description=f"{applied.failure}. {silver} stays at its last version. "
+                    + how_to_reject(spec.source, failing_files(rows, spec.rules))
                 )
             info = {"dagster_run_id": context.run_id, SOURCES: {bronze: upto}}
             new_quarantined = applied.quarantine.where(F.col(BRONZE_VERSION) > marks[quarantine])
@@ -258,7 +267,7 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             )
             passing = applied.passing.where(F.col(BRONZE_VERSION) > marks[silver])
             conformed = latest_per_key(passing, spec.keys).drop(BRONZE_VERSION)
-            if config.full_refresh:
+            if marks[silver] < 0:  # from scratch
                 lakehouse.write(conformed, SILVER, silver, "overwrite", info)
             else:  # a row ingested later (a re-dropped file) replaces the one it repeats
                 update_if = f"s.{INGESTED_AT} >= t.{INGESTED_AT}"
@@ -274,6 +283,32 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             rows.unpersist()
 
     return _silver
+
+
+def failing_files(rows: DataFrame, rules: tuple[Expectation, ...]) -> list[str]:
+    """The landing files of the rows that break an ``expect_or_fail`` rule (a few)."""
+    broken = [~r.holds for r in rules if r.action == "fail"]
+    if not broken:
+        return []
+    readable = expectations.WELL_FORMED.holds
+    failing = rows.where(readable & reduce(Column.__or__, broken))
+    return sorted(r[0] for r in failing.select(SOURCE_FILE).distinct().limit(5).collect())
+
+
+def how_to_reject(source: str, files: list[str]) -> str:
+    """How to take the failing files out of bronze: the reject_landing_file job's config."""
+    configs = [
+        f"ops: {{reject_file: {{config: {{table: {source}, file_name: '{Path(f).name}'}}}}}}"
+        for f in files
+    ]
+    return (
+        f"Files with such rows: {files}. Fix or remove the rows at the source and reject each "
+        "file (it moves to _rejected/, its rows leave bronze, a corrected file of the same name "
+        "is read again): launch the job reject_landing_file with the run config "
+        + " / ".join(configs)
+        + " (UI launchpad, or `dagster job execute -m recsys_assets.definitions "
+        "-j reject_landing_file -c <that config in a YAML file>`)."
+    )
 
 
 def no_rows(rules: tuple[Expectation, ...]) -> list[expectations.RuleOutcome]:
@@ -345,6 +380,9 @@ def sales_orders_customer_join_min(
     if None in versions.values():
         raise dg.Failure(f"Silver tables missing ({versions}): select '*{name}'.")
     marks = {} if config.full_refresh else lakehouse.bookmark(SILVER, name)
+    if any(lakehouse.removed_since(SILVER, t, v) for t, v in marks.items()):
+        context.log.warning("Rows were removed from a silver table: joining all orders again.")
+        marks = {}
     orders = lakehouse.read(SILVER, ORDERS, versions[ORDERS])
     customers = current_customers(
         lakehouse.read(SILVER, CUSTOMERS_SILVER, versions[CUSTOMERS_SILVER])

@@ -54,7 +54,18 @@ def rows_written(commit: dict[str, Any]) -> int:
     )
 
 
-def sql_literal(value: str, type_name: str) -> str:
+def removes_rows(commit: dict[str, Any]) -> bool:
+    """Whether a commit took rows out of the table (incremental readers cannot follow it)."""
+    operation = commit.get("operation", "")
+    if operation in ("DELETE", "TRUNCATE", "RESTORE"):
+        return True
+    if operation == "MERGE":
+        return int((commit.get("operationMetrics") or {}).get("numTargetRowsDeleted", 0)) > 0
+    mode = (commit.get("operationParameters") or {}).get("mode")
+    return operation.endswith(("WRITE", "AS SELECT")) and mode == "Overwrite"
+
+
+def sql_literal(value: str, type_name: str = "string") -> str:
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
     return f"CAST('{escaped}' AS {type_name})"
 
@@ -182,6 +193,23 @@ class Lakehouse(dg.ConfigurableResource):
                 )
         finally:
             self.session.catalog.dropTempView(view)
+
+    def delete(self, layer: str, table: str, where: str, info: dict) -> int:
+        """DELETE the rows matching the SQL condition ``where`` in one commit; rows deleted."""
+        with self.commit_info(info):
+            self.session.sql(f"DELETE FROM delta.`{self.uri(layer, table)}` WHERE {where}")
+        log = self.log(layer, table)
+        assert log is not None
+        [last] = log.history(1)
+        return int((last.get("operationMetrics") or {}).get("numDeletedRows", 0))
+
+    def removed_since(self, layer: str, table: str, after: int) -> list[int]:
+        """The versions after ``after`` whose commits removed rows (a DELETE, an overwrite)."""
+        log = self.log(layer, table)
+        if log is None or after < 0 or log.version() <= after:
+            return []
+        newer = log.history(log.version() - after)
+        return sorted(c["version"] for c in newer if c["version"] > after and removes_rows(c))
 
     def bookmark(self, layer: str, table: str) -> dict[str, int]:
         """The upstream versions that the newest bookmarked commit of ``table`` had consumed."""

@@ -1,0 +1,85 @@
+"""The way out of a poison file: take its rows out of bronze and set the file aside.
+
+A landing file whose rows fail the run (an ``expect_or_fail`` rule) stays in bronze, so every
+later run fails on it again. ``reject_landing_file`` deletes its rows from bronze in one Delta
+commit and moves it to ``<landing>/<table>/_rejected/`` beside a note of why. A corrected file
+with the same name is then a new file. The next refresh sees the DELETE in bronze's log and
+rebuilds silver from the bronze snapshot, as a full refresh would.
+"""
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from recsys_assets.assets.bronze import SOURCE_FILE
+from recsys_assets.resources.lakehouse import Lakehouse, sql_literal
+from recsys_assets.resources.landing import LandingZone
+from recsys_assets.tables import BRONZE
+
+SOURCES = ("customers", "sales_orders")
+REJECTED = "_rejected"  # a folder name the landing zone never reads
+
+
+class RejectConfig(dg.Config):
+    table: str  # the landing folder: customers or sales_orders
+    file_name: str  # the file's name in that folder, e.g. sales_orders_2024-03-01.csv
+    reason: str = "rejected by hand"
+
+
+def rejected_path(folder: Path, name: str) -> Path:
+    """Where a rejected file goes; an earlier rejection of the same name is kept."""
+    target = folder / REJECTED / name
+    if target.exists():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target = target.with_name(f"{target.stem}.{stamp}{target.suffix}")
+    return target
+
+
+@dg.op
+def reject_file(
+    context: dg.OpExecutionContext,
+    config: RejectConfig,
+    lakehouse: Lakehouse,
+    landing: LandingZone,
+) -> None:
+    """Delete the file's rows from bronze (one commit), then move the file aside with a note."""
+    if config.table not in SOURCES:
+        raise dg.Failure(f"Unknown table {config.table!r}: one of {list(SOURCES)}.")
+    folder = landing.folder(config.table)
+    path = (folder / config.file_name).resolve()
+    if path.parent != folder.resolve():
+        raise dg.Failure(f"{config.file_name!r} is not a file name in {folder}.")
+    bronze = f"{config.table}_bronze"
+    deleted = 0
+    if lakehouse.version(BRONZE, bronze) is not None:
+        info = {"dagster_run_id": context.run_id, "rejected_file": str(path)}
+        where = f"`{SOURCE_FILE}` = {sql_literal(str(path))}"
+        deleted = lakehouse.delete(BRONZE, bronze, where, info)
+    context.log.info(f"{deleted} row(s) of {path} deleted from {bronze}")
+    if path.exists():
+        target = rejected_path(folder, path.name)
+        target.parent.mkdir(exist_ok=True)
+        note = {
+            "file": str(path),
+            "reason": config.reason,
+            "bronze_rows_deleted": deleted,
+            "dagster_run_id": context.run_id,
+            "rejected_at": datetime.now(UTC).isoformat(),
+        }
+        target.with_name(target.name + ".why.json").write_text(json.dumps(note, indent=2))
+        shutil.move(path, target)
+        context.log.info(f"{path.name} moved to {target}")
+    elif not deleted:
+        raise dg.Failure(f"{path} is neither in the landing zone nor in {bronze}.")
+    context.add_output_metadata({"bronze_rows_deleted": deleted, "file": str(path)})
+
+
+@dg.job(
+    executor_def=dg.in_process_executor,
+    description="Take a landing file's rows out of bronze and move the file to _rejected/.",
+)
+def reject_landing_file():
+    reject_file()

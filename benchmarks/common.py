@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 START_DATE = date(2024, 1, 1)
@@ -40,16 +40,21 @@ def customers_for(orders: int) -> int:
 
 
 def generate_landing(landing: Path, orders: int, drops: int = 4) -> None:
+    """``orders`` over DAYS days; in batches of consecutive days when one batch cannot number
+    them all (datagen numbers a batch's orders below ORDER_NUMBER_STRIDE)."""
     from recsys_assets import datagen
 
-    datagen.generate(
-        landing,
-        customers=customers_for(orders),
-        days=DAYS,
-        orders=orders,
-        drops=drops,
-        start_date=START_DATE,
-    )
+    batches = orders // datagen.ORDER_NUMBER_STRIDE + 1
+    days = DAYS // batches
+    for batch in range(batches):
+        datagen.generate(
+            landing,
+            customers=customers_for(orders),
+            days=days if batch < batches - 1 else DAYS - days * batch,
+            orders=orders // batches + (orders % batches if batch == batches - 1 else 0),
+            drops=max(1, drops // batches),
+            start_date=START_DATE + timedelta(days=days * batch),
+        )
 
 
 def fresh_home(parent: Path, name: str, landing: Path) -> Path:

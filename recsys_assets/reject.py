@@ -7,35 +7,19 @@ with the same name is then a new file. The next refresh sees the DELETE in bronz
 rebuilds silver from the bronze snapshot, as a full refresh would.
 """
 
-import json
-import shutil
-from datetime import UTC, datetime
-from pathlib import Path
-
 import dagster as dg
 
 from recsys_assets.assets.bronze import SOURCE_FILE
 from recsys_assets.resources.lakehouse import Lakehouse, sql_literal
 from recsys_assets.resources.landing import LandingZone
+from recsys_assets.settings import LANDING_TABLES
 from recsys_assets.tables import BRONZE
-
-SOURCES = ("customers", "sales_orders")
-REJECTED = "_rejected"  # a folder name the landing zone never reads
 
 
 class RejectConfig(dg.Config):
     table: str  # the landing folder: customers or sales_orders
     file_name: str  # the file's name in that folder, e.g. sales_orders_2024-03-01.csv
     reason: str = "rejected by hand"
-
-
-def rejected_path(folder: Path, name: str) -> Path:
-    """Where a rejected file goes; an earlier rejection of the same name is kept."""
-    target = folder / REJECTED / name
-    if target.exists():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        target = target.with_name(f"{target.stem}.{stamp}{target.suffix}")
-    return target
 
 
 @dg.op
@@ -46,8 +30,8 @@ def reject_file(
     landing: LandingZone,
 ) -> None:
     """Delete the file's rows from bronze (one commit), then move the file aside with a note."""
-    if config.table not in SOURCES:
-        raise dg.Failure(f"Unknown table {config.table!r}: one of {list(SOURCES)}.")
+    if config.table not in LANDING_TABLES:
+        raise dg.Failure(f"Unknown table {config.table!r}: one of {list(LANDING_TABLES)}.")
     folder = landing.folder(config.table)
     path = (folder / config.file_name).resolve()
     if path.parent != folder.resolve():
@@ -60,17 +44,8 @@ def reject_file(
         deleted = lakehouse.delete(BRONZE, bronze, where, info)
     context.log.info(f"{deleted} row(s) of {path} deleted from {bronze}")
     if path.exists():
-        target = rejected_path(folder, path.name)
-        target.parent.mkdir(exist_ok=True)
-        note = {
-            "file": str(path),
-            "reason": config.reason,
-            "bronze_rows_deleted": deleted,
-            "dagster_run_id": context.run_id,
-            "rejected_at": datetime.now(UTC).isoformat(),
-        }
-        target.with_name(target.name + ".why.json").write_text(json.dumps(note, indent=2))
-        shutil.move(path, target)
+        note = {"reason": config.reason, "bronze_rows_deleted": deleted}
+        target = landing.set_aside(path, {**note, "dagster_run_id": context.run_id})
         context.log.info(f"{path.name} moved to {target}")
     elif not deleted:
         raise dg.Failure(f"{path} is neither in the landing zone nor in {bronze}.")

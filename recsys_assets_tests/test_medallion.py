@@ -1,8 +1,10 @@
 """Bronze -> silver -> gold through Dagster, on generated CSV drops, real Spark and Delta."""
 
+import csv
 import json
 import shutil
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -10,6 +12,7 @@ import pandas as pd
 from recsys_assets.definitions import build_definitions
 from recsys_assets.expectations import FAILED_RULES
 from recsys_assets.resources.lakehouse import Lakehouse
+from recsys_assets.schemas import SALES_ORDERS_COLUMNS
 from recsys_assets_tests.support import delta_table, generate, read_table
 
 BRONZE = ["customers_bronze", "sales_orders_bronze"]
@@ -193,3 +196,54 @@ def test_gold_window_is_run_config(settings, materialize):
     recent = join[join.order_datetime > join.order_datetime.max() - pd.Timedelta(days=7)]
     assert set(gold.customer_id) == set(recent.customer_id)
     assert gold.total_qty.sum() == sum(p["qty"] for ps in recent.ordered_products for p in ps)
+
+
+def write_csv(path, columns, rows) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def test_landing_file_names_and_headers_are_read_as_written_or_set_aside(settings, materialize):
+    folder = settings.landing_dir / "sales_orders"
+    folder.mkdir(parents=True)
+    columns = list(SALES_ORDERS_COLUMNS)
+    row = {c: f"{c}-{{n}}" for c in columns}
+
+    def rows(*numbers):
+        return [[row[c].format(n=n) for c in columns] for n in numbers]
+
+    write_csv(folder / "a[1].csv", columns, rows(1))  # glob characters: read literally, once
+    write_csv(folder / "a1.csv", columns, rows(2))
+    write_csv(folder / "b*.csv", columns, rows(3))
+    write_csv(folder / "S24.CSV", columns, rows(4))
+    write_csv(folder / "late:1.csv", columns, rows(5))  # Spark cannot read a ':' name
+    write_csv(folder / "d.csv.part", columns, rows(6))
+    permuted = list(reversed(columns))  # mapped by name, not by position
+    write_csv(folder / "p.csv", permuted, [list(reversed(r)) for r in rows(7)])
+    write_csv(folder / "x.csv", [*columns[:-1], "promo"], rows(8))  # unknown column: set aside
+
+    result = materialize(["sales_orders_bronze"])
+    again = materialize(["sales_orders_bronze"])
+
+    bronze = read_table(settings, "bronze", "sales_orders_bronze")
+    files = zip(bronze._source_file, bronze.order_number, strict=True)
+    by_file = {Path(f).name: n for f, n in files}
+    assert len(bronze) == len(by_file)  # one row per file read, none twice
+    assert by_file == {
+        "a[1].csv": "order_number-1",
+        "a1.csv": "order_number-2",
+        "b*.csv": "order_number-3",
+        "S24.CSV": "order_number-4",
+        "p.csv": "order_number-7",
+    }
+    assert set(bronze[bronze._source_file.str.endswith("p.csv")].iloc[0][columns]) == {
+        f"{c}-7" for c in columns
+    }
+    [metadata] = [m.metadata for m in result.asset_materializations_for_node("sales_orders_bronze")]
+    assert set(metadata["skipped_files"].value) == {"late:1.csv", "d.csv.part"}
+    assert "unknown ['promo']" in metadata["rejected_files"].value["x.csv"]
+    assert (folder / "_rejected" / "x.csv").exists() and not (folder / "x.csv").exists()
+    [metadata] = [m.metadata for m in again.asset_materializations_for_node("sales_orders_bronze")]
+    assert metadata["new_files"].value == 0  # nothing read twice

@@ -6,6 +6,8 @@ ingested is read from the table itself, so a failed run is healed by the next on
 is one Delta commit, and a file is either in it or read again.
 """
 
+import csv
+import re
 from functools import reduce
 
 import dagster as dg
@@ -34,6 +36,9 @@ CSV_OPTIONS = {
 }
 
 
+GLOB_CHARACTERS = re.compile(r"([\[\]*?{}\\])")  # Hadoop glob syntax, escaped by a backslash
+
+
 def raw_schema(columns: tuple[str, ...]) -> StructType:
     return StructType([StructField(c, StringType()) for c in (*columns, RESCUED_DATA)])
 
@@ -46,15 +51,42 @@ def ingested_files(lakehouse: Lakehouse, table: str) -> set[str]:
     return {row[SOURCE_FILE] for row in files}
 
 
+def header(path: str) -> list[str]:
+    """The column names on a CSV file's first line (a byte-order mark dropped)."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        return [name.strip() for name in next(csv.reader(f), [])]
+
+
+def header_problem(found: list[str], columns: tuple[str, ...]) -> str | None:
+    """Why a header cannot be read as ``columns`` (by name, in any order); None if it can."""
+    if sorted(found) == sorted(columns):
+        return None
+    missing = [c for c in columns if c not in found]
+    unknown = [c for c in found if c not in columns]
+    return f"header does not match the schema: missing {missing}, unknown {unknown}"
+
+
+def literal_path(path: str) -> str:
+    """``path`` with Hadoop's glob characters escaped, so Spark reads that one file."""
+    return GLOB_CHARACTERS.sub(r"\\\1", path)
+
+
 def read_csv_drops(session: SparkSession, files: list[str], columns: tuple[str, ...]) -> DataFrame:
+    """Every row of ``files`` as strings, columns matched by the header's names, with the file's
+    path; each file's header must name ``columns`` in some order (see ``header_problem``)."""
     schema = raw_schema(columns)
     if not files:
         empty = StructType([*schema.fields, StructField(SOURCE_FILE, StringType())])
         return session.createDataFrame([], empty).withColumn(INGESTED_AT, F.current_timestamp())
     # One scan per file, tagged with the path exactly as listed (Spark's own _metadata.file_path
     # is a URI-encoded form). Multi-line CSV is not splittable, so this costs no parallelism.
+    # The schema is given in the file's own column order, so a permuted header maps by name.
     reads = [
-        session.read.options(**CSV_OPTIONS).schema(schema).csv(f).withColumn(SOURCE_FILE, F.lit(f))
+        session.read.options(**CSV_OPTIONS)
+        .schema(raw_schema(tuple(header(f))))
+        .csv(literal_path(f))
+        .select(*schema.fieldNames())
+        .withColumn(SOURCE_FILE, F.lit(f))
         for f in files
     ]
     return reduce(DataFrame.unionByName, reads).withColumn(INGESTED_AT, F.current_timestamp())
@@ -77,10 +109,26 @@ def bronze_asset(source: str, columns: tuple[str, ...]) -> dg.AssetsDefinition:
         lakehouse: Lakehouse,
     ) -> DataFrame:
         done = ingested_files(lakehouse, name)
-        new = [str(p) for p in landing.files(source) if str(p) not in done]
+        found, skipped = landing.scan(source)
+        new, set_aside = [], {}
+        for path in (p for p in found if str(p) not in done):
+            problem = header_problem(header(str(path)), columns)
+            if problem:  # quarantined as a whole file: nothing of it can be trusted
+                landing.set_aside(path, {"reason": problem, "dagster_run_id": context.run_id})
+                set_aside[path.name] = problem
+            else:
+                new.append(str(path))
         context.log.info(f"{len(new)} new file(s) in {landing.folder(source)}; {len(done)} done")
+        for file_name, reason in {**skipped, **set_aside}.items():
+            where = "moved to _rejected/" if file_name in set_aside else "skipped"
+            context.log.warning(f"{file_name}: {where}: {reason}")
         context.add_output_metadata(
-            {"new_files": len(new), "files": dg.MetadataValue.json(sorted(new)[:100])}
+            {
+                "new_files": len(new),
+                "files": dg.MetadataValue.json(sorted(new)[:100]),
+                "skipped_files": dg.MetadataValue.json(skipped),
+                "rejected_files": dg.MetadataValue.json(set_aside),
+            }
         )
         return read_csv_drops(spark.spark_session, new, columns)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -9,15 +12,18 @@ from pydantic import Field
 
 # Writers should write under a temporary name and rename when done; such names are never read.
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".crdownload", ".filepart", ".partial")
+SET_ASIDE = "_rejected"  # files taken out of the landing zone, each beside a note of why
 
 
-def is_complete_name(path: Path) -> bool:
-    name = path.name
-    return (
-        name.endswith(".csv")
-        and not name.startswith((".", "_", "~"))
-        and not name.endswith(IN_PROGRESS_SUFFIXES)
-    )
+def why_skipped(name: str) -> str | None:
+    """Why a file of the landing folder is not read; None if it is a CSV drop to ingest."""
+    if name.endswith(IN_PROGRESS_SUFFIXES):
+        return "a temporary name: still being written"
+    if not name.lower().endswith(".csv"):
+        return "not a .csv file"
+    if ":" in name:  # Hadoop paths, and so Spark's readers, cannot hold one
+        return "':' in the name, which Spark cannot read: rename the file"
+    return None
 
 
 class LandingZone(ConfigurableResource):
@@ -28,9 +34,35 @@ class LandingZone(ConfigurableResource):
     def folder(self, table: str) -> Path:
         return Path(self.root) / table
 
-    def files(self, table: str) -> list[Path]:
-        """Complete-looking CSV files for ``table``, as absolute paths in name order."""
+    def scan(self, table: str) -> tuple[list[Path], dict[str, str]]:
+        """The CSV drops for ``table`` (absolute paths in name order), and every other visible
+        file's name with the reason it is skipped. Hidden and ``_`` names are not drops."""
         folder = self.folder(table)
         if not folder.is_dir():
-            return []
-        return sorted(p.resolve() for p in folder.iterdir() if p.is_file() and is_complete_name(p))
+            return [], {}
+        files, skipped = [], {}
+        for path in sorted(folder.iterdir()):
+            if not path.is_file() or path.name.startswith((".", "_", "~")):
+                continue
+            reason = why_skipped(path.name)
+            if reason:
+                skipped[path.name] = reason
+            else:
+                files.append(path.resolve())
+        return files, skipped
+
+    def files(self, table: str) -> list[Path]:
+        return self.scan(table)[0]
+
+    def set_aside(self, path: Path, note: dict) -> Path:
+        """Move a landing file to ``_rejected/`` beside its note (JSON); returns where it went.
+        An earlier file of the same name set aside is kept."""
+        target = path.parent / SET_ASIDE / path.name
+        if target.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+            target = target.with_name(f"{target.stem}.{stamp}{target.suffix}")
+        target.parent.mkdir(exist_ok=True)
+        note = {"file": str(path), **note, "set_aside_at": datetime.now(UTC).isoformat()}
+        target.with_name(target.name + ".why.json").write_text(json.dumps(note, indent=2))
+        shutil.move(path, target)
+        return target

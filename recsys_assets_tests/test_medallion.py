@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from recsys_assets.assets import bronze
 from recsys_assets.definitions import build_definitions
 from recsys_assets.expectations import FAILED_RULES
 from recsys_assets.resources.lakehouse import Lakehouse
@@ -100,7 +101,8 @@ def test_each_file_is_ingested_exactly_once(settings, materialize):
         )
     }
     assert len(read_table(settings, "bronze", "customers_bronze")) == first.customer_rows
-    assert result.output_for_node("sales_orders_bronze") is not None
+    [metadata] = [m.metadata for m in result.asset_materializations_for_node("sales_orders_bronze")]
+    assert metadata["new_files"].value == len(second.sales_orders_paths)
     silver = read_table(settings, "silver", "sales_orders_silver")
     assert len(silver) == first.orders + second.orders
 
@@ -121,19 +123,19 @@ def test_an_ingest_that_fails_before_its_commit_is_healed_by_the_next_run(
     settings, materialize, monkeypatch
 ):
     summary = generate(settings, drops=3)
-    real_write = Lakehouse.write
+    real_append = Lakehouse.append_once
 
     def crash_on_bronze(self, df, layer, table, *args, **kwargs):
         if table == "sales_orders_bronze":
             raise OSError("disk full")
-        return real_write(self, df, layer, table, *args, **kwargs)
+        return real_append(self, df, layer, table, *args, **kwargs)
 
-    monkeypatch.setattr(Lakehouse, "write", crash_on_bronze)
+    monkeypatch.setattr(Lakehouse, "append_once", crash_on_bronze)
     failed = materialize(BRONZE, raise_on_error=False)
     assert not failed.success
     assert not (settings.home / "lakehouse" / "bronze" / "sales_orders_bronze").exists()
 
-    monkeypatch.setattr(Lakehouse, "write", real_write)
+    monkeypatch.setattr(Lakehouse, "append_once", real_append)
     assert materialize(BRONZE).success
     bronze = read_table(settings, "bronze", "sales_orders_bronze")
     assert len(bronze) == summary.orders and bronze._source_file.nunique() == 3
@@ -247,3 +249,25 @@ def test_landing_file_names_and_headers_are_read_as_written_or_set_aside(setting
     assert (folder / "_rejected" / "x.csv").exists() and not (folder / "x.csv").exists()
     [metadata] = [m.metadata for m in again.asset_materializations_for_node("sales_orders_bronze")]
     assert metadata["new_files"].value == 0  # nothing read twice
+
+
+def test_a_run_that_lists_the_files_while_another_appends_them_ingests_nothing_twice(
+    settings, materialize, monkeypatch
+):
+    summary = generate(settings)
+    real = bronze.ingested_files
+    raced = []
+
+    def another_run_appends_after_this_listing(lakehouse, table, version):
+        done = real(lakehouse, table, version)
+        if table == "sales_orders_bronze" and not raced:
+            raced.append(table)
+            assert materialize(["sales_orders_bronze"]).success  # lists, appends, commits
+        return done  # what this run saw: nothing ingested yet
+
+    monkeypatch.setattr(bronze, "ingested_files", another_run_appends_after_this_listing)
+    result = materialize(["sales_orders_bronze"])
+
+    assert raced and len(read_table(settings, "bronze", "sales_orders_bronze")) == summary.orders
+    [metadata] = [m.metadata for m in result.asset_materializations_for_node("sales_orders_bronze")]
+    assert metadata["new_files"].value == 0  # the other run's append stood; this one's did not

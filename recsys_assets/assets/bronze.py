@@ -8,6 +8,7 @@ is one Delta commit, and a file is either in it or read again.
 
 import csv
 import re
+from dataclasses import dataclass, field
 from functools import reduce
 
 import dagster as dg
@@ -43,11 +44,11 @@ def raw_schema(columns: tuple[str, ...]) -> StructType:
     return StructType([StructField(c, StringType()) for c in (*columns, RESCUED_DATA)])
 
 
-def ingested_files(lakehouse: Lakehouse, table: str) -> set[str]:
-    """The ``_source_file`` values already committed to a bronze table (a distinct file list)."""
-    if lakehouse.version(BRONZE, table) is None:
+def ingested_files(lakehouse: Lakehouse, table: str, version: int | None) -> set[str]:
+    """The ``_source_file`` values in a bronze table at ``version`` (a distinct file list)."""
+    if version is None:
         return set()
-    files = lakehouse.read(BRONZE, table).select(SOURCE_FILE).distinct().collect()
+    files = lakehouse.read(BRONZE, table, version).select(SOURCE_FILE).distinct().collect()
     return {row[SOURCE_FILE] for row in files}
 
 
@@ -92,6 +93,33 @@ def read_csv_drops(session: SparkSession, files: list[str], columns: tuple[str, 
     return reduce(DataFrame.unionByName, reads).withColumn(INGESTED_AT, F.current_timestamp())
 
 
+ATTEMPTS = 3  # listings of the table before giving up to runs that keep ingesting first
+
+
+@dataclass
+class Listing:
+    """The landing files not in the table yet, and those left out, with the reasons."""
+
+    new: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # unreadable names
+    set_aside: dict[str, str] = field(default_factory=dict)  # moved to _rejected/: bad headers
+
+
+def list_new_files(
+    landing: LandingZone, source: str, columns: tuple[str, ...], done: set[str], run_id: str
+) -> Listing:
+    found, skipped = landing.scan(source)
+    listing = Listing(skipped=skipped)
+    for path in (p for p in found if str(p) not in done):
+        problem = header_problem(header(str(path)), columns)
+        if problem:  # quarantined as a whole file: nothing of it can be trusted
+            landing.set_aside(path, {"reason": problem, "dagster_run_id": run_id})
+            listing.set_aside[path.name] = problem
+        else:
+            listing.new.append(str(path))
+    return listing
+
+
 def bronze_asset(source: str, columns: tuple[str, ...]) -> dg.AssetsDefinition:
     name = f"{source}_bronze"
 
@@ -99,7 +127,7 @@ def bronze_asset(source: str, columns: tuple[str, ...]) -> dg.AssetsDefinition:
         name=name,
         group_name="bronze",
         kinds={"spark", "delta"},
-        metadata=in_layer(BRONZE, mode="append"),
+        metadata=in_layer(BRONZE),
         description=f"Raw {source} CSV rows, each landing file appended exactly once.",
     )
     def _bronze(
@@ -107,30 +135,45 @@ def bronze_asset(source: str, columns: tuple[str, ...]) -> dg.AssetsDefinition:
         spark: SparkResource,
         landing: LandingZone,
         lakehouse: Lakehouse,
-    ) -> DataFrame:
-        done = ingested_files(lakehouse, name)
-        found, skipped = landing.scan(source)
-        new, set_aside = [], {}
-        for path in (p for p in found if str(p) not in done):
-            problem = header_problem(header(str(path)), columns)
-            if problem:  # quarantined as a whole file: nothing of it can be trusted
-                landing.set_aside(path, {"reason": problem, "dagster_run_id": context.run_id})
-                set_aside[path.name] = problem
-            else:
-                new.append(str(path))
-        context.log.info(f"{len(new)} new file(s) in {landing.folder(source)}; {len(done)} done")
-        for file_name, reason in {**skipped, **set_aside}.items():
+    ) -> dg.MaterializeResult:
+        """List the files not in the table yet and append them in one commit. Delta lets one
+        append per listing of the table commit: if another run appended first, list again."""
+        appended: list[str] = []
+        tried: list[str] = []
+        set_aside: dict[str, str] = {}
+        for _ in range(ATTEMPTS):
+            listed_at = lakehouse.version(BRONZE, name)
+            done = ingested_files(lakehouse, name, listed_at)
+            listing = list_new_files(landing, source, columns, done, context.run_id)
+            set_aside.update(listing.set_aside)
+            new = listing.new
+            context.log.info(
+                f"{len(new)} new file(s) in {landing.folder(source)}; {len(done)} done"
+            )
+            if not new or new == tried:  # listed again and still new: no data row in them
+                break
+            rows = read_csv_drops(spark.spark_session, new, columns)
+            info = {"dagster_run_id": context.run_id}
+            if lakehouse.append_once(rows, BRONZE, name, listed_at, info):
+                appended = new
+                break
+            tried = new
+            context.log.warning("Another run appended to the table first: listing it again.")
+        else:
+            raise dg.Failure(f"Other runs kept appending to {name}; {ATTEMPTS} listings gave up.")
+        for file_name, reason in {**listing.skipped, **set_aside}.items():
             where = "moved to _rejected/" if file_name in set_aside else "skipped"
             context.log.warning(f"{file_name}: {where}: {reason}")
-        context.add_output_metadata(
-            {
-                "new_files": len(new),
-                "files": dg.MetadataValue.json(sorted(new)[:100]),
-                "skipped_files": dg.MetadataValue.json(skipped),
+        return dg.MaterializeResult(
+            metadata={
+                **lakehouse.metadata(BRONZE, name),
+                **({} if appended else {"rows_written": dg.MetadataValue.int(0)}),
+                "new_files": len(appended),
+                "files": dg.MetadataValue.json(sorted(appended)[:100]),
+                "skipped_files": dg.MetadataValue.json(listing.skipped),
                 "rejected_files": dg.MetadataValue.json(set_aside),
             }
         )
-        return read_csv_drops(spark.spark_session, new, columns)
 
     return _bronze
 

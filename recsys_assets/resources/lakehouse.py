@@ -8,6 +8,7 @@ scikit-learn workflow's pandas-sized tables go through dagster-deltalake (delta-
 """
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,6 +64,12 @@ def removes_rows(commit: dict[str, Any]) -> bool:
         return int((commit.get("operationMetrics") or {}).get("numTargetRowsDeleted", 0)) > 0
     mode = (commit.get("operationParameters") or {}).get("mode")
     return operation.endswith(("WRITE", "AS SELECT")) and mode == "Overwrite"
+
+
+def is_write_conflict(error: Exception) -> bool:
+    """Whether a write failed because another transaction committed a conflicting change."""
+    text = f"{type(error).__name__}: {error}"
+    return "DELTA_CONCURRENT" in text or "Concurrent" in text and "Exception" in text
 
 
 def sql_literal(value: str, type_name: str = "string") -> str:
@@ -158,6 +165,32 @@ class Lakehouse(dg.ConfigurableResource):
             writer = writer.option("overwriteSchema", "true")
         with self.commit_info(info):
             writer.save(self.uri(layer, table))
+
+    def append_once(
+        self, df: DataFrame, layer: str, table: str, listed_at: int | None, info: dict
+    ) -> bool:
+        """Append ``df``, computed from the table as it was at version ``listed_at``, unless
+        another writer has appended since that listing: Delta's idempotent writes (``txnAppId``,
+        ``txnVersion``) let one append per listing commit, and refuse or skip the others.
+        Returns whether this append committed (no rows commit nothing)."""
+        after = -1 if listed_at is None else listed_at
+        token = uuid.uuid4().hex
+        writer = (
+            df.write.format("delta")
+            .mode("append")
+            .option("txnAppId", f"recsys_assets/{table}")
+            .option("txnVersion", after + 1)
+        )
+        try:
+            with self.commit_info({**info, "append": token}):
+                writer.save(self.uri(layer, table))
+        except Exception as error:  # noqa: BLE001 - a conflict arrives as the JVM's exception
+            if not is_write_conflict(error):
+                raise
+            return False
+        log = self.log(layer, table)
+        newer = [] if log is None else log.history(max(1, log.version() - after))
+        return any(token in (c.get("userMetadata") or "") for c in newer)
 
     def merge(
         self,

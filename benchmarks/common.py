@@ -139,6 +139,7 @@ def run_child(command: list[str], home: Path, log: Path, timeout: float | None =
 
     Raises RuntimeError, with the failed steps and the log's last lines, if it fails."""
     env = {**os.environ, "RECSYS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env["RECSYS_LANDING_SETTLE_SECONDS"] = "0"  # the files were written before: no wait is work
     for name in ("RECSYS_LAKEHOUSE_URI", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(name, None)  # everything under the fresh home
     (home / "dagster").mkdir(parents=True, exist_ok=True)

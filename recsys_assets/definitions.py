@@ -28,7 +28,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": LakehouseIOManager(lakehouse=lakehouse),
         PANDAS_IO_MANAGER: pandas_io_manager(settings.lakehouse_uri),
         "lakehouse": lakehouse,
-        "landing": LandingZone(root=str(settings.landing_dir)),
+        "landing": LandingZone(
+            root=str(settings.landing_dir), settle_seconds=settings.landing_settle_seconds
+        ),
         "recommendation_policy": als.RecommendationPolicy(),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri,

@@ -30,6 +30,7 @@ class Settings:
     spark_remote: str | None
     mlflow_tracking_uri: str
     mlflow_registry_uri: str | None
+    landing_settle_seconds: float = 5.0  # a landing file is read once unchanged for this long
 
     @property
     def mlflow_artifact_root(self) -> str | None:
@@ -58,4 +59,5 @@ class Settings:
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI")
             or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
             mlflow_registry_uri=env.get("MLFLOW_REGISTRY_URI") or None,
+            landing_settle_seconds=float(env.get("RECSYS_LANDING_SETTLE_SECONDS") or 5),
         )

@@ -33,7 +33,9 @@ def spark() -> Iterator[SparkSession]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({"RECSYS_HOME": str(tmp_path / "recsys")})
+    # Files are generated just before each run: tests that want the wait set it themselves.
+    env = {"RECSYS_HOME": str(tmp_path / "recsys"), "RECSYS_LANDING_SETTLE_SECONDS": "0"}
+    return Settings.from_env(env)
 
 
 @pytest.fixture

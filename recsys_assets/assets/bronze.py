@@ -109,8 +109,9 @@ def list_new_files(
     landing: LandingZone, source: str, columns: tuple[str, ...], done: set[str], run_id: str
 ) -> Listing:
     found, skipped = landing.scan(source)
-    listing = Listing(skipped=skipped)
-    for path in (p for p in found if str(p) not in done):
+    ready, changing = landing.settled([p for p in found if str(p) not in done])
+    listing = Listing(skipped={**skipped, **changing})
+    for path in ready:
         problem = header_problem(header(str(path)), columns)
         if problem:  # quarantined as a whole file: nothing of it can be trusted
             landing.set_aside(path, {"reason": problem, "dagster_run_id": run_id})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,11 @@ class LandingZone(ConfigurableResource):
     """``<root>/<table>/*.csv``: the files a source has dropped so far."""
 
     root: str = Field(description="Folder holding one sub-folder of CSV drops per source table.")
+    settle_seconds: float = Field(
+        default=5.0,
+        description="A file is read only once it has not changed for this long; a run waits "
+        "for younger files up to that long, and leaves files still changing for the next run.",
+    )
 
     def folder(self, table: str) -> Path:
         return Path(self.root) / table
@@ -53,6 +59,25 @@ class LandingZone(ConfigurableResource):
 
     def files(self, table: str) -> list[Path]:
         return self.scan(table)[0]
+
+    def settled(self, paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
+        """The files among ``paths`` that have not changed for ``settle_seconds`` (waiting once
+        for the youngest to get there), and the names of those still changing, with why."""
+
+        def signature(path: Path) -> tuple[int, int]:
+            stat = path.stat()
+            return stat.st_size, stat.st_mtime_ns
+
+        before = {p: signature(p) for p in paths}
+        youngest = max((s[1] for s in before.values()), default=0) / 1e9
+        time.sleep(max(0.0, youngest + self.settle_seconds - time.time()))
+        ready, changing = [], {}
+        for path, seen in before.items():
+            if path.exists() and signature(path) == seen:
+                ready.append(path)
+            else:
+                changing[path.name] = f"still changing after {self.settle_seconds:g} s"
+        return ready, changing
 
     def set_aside(self, path: Path, note: dict) -> Path:
         """Move a landing file to ``_rejected/`` beside its note (JSON); returns where it went.

@@ -6,8 +6,12 @@ start, caching them in ``~/.ivy2.5.2`` (it looks in ``~/.m2`` first). ``python -
 recsys_assets.resources.spark`` starts one session to do that ahead of time (``make setup``).
 """
 
+import os
+import shutil
+import socket
 from importlib.metadata import version
 from typing import Any
+from urllib.parse import urlparse
 
 import pyspark
 import pyspark.ml.util as ml_util
@@ -94,9 +98,46 @@ def keep_remote_models_until_session_end() -> None:
     ml_util.del_remote_cache = lambda ref_id: None
 
 
+class SparkUnavailable(RuntimeError):
+    """Spark cannot start here: no Java, or the cluster does not answer."""
+
+
+REACH_TIMEOUT = 15.0  # seconds to wait for a master or Connect server to accept a connection
+
+
+def check_reachable(url: str, timeout: float = REACH_TIMEOUT) -> None:
+    """Fail fast, and say so, when a ``spark://`` master or ``sc://`` server does not answer."""
+    parsed = urlparse(url)
+    default_port = 7077 if parsed.scheme == "spark" else 15002
+    host, port = parsed.hostname or "localhost", parsed.port or default_port
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise SparkUnavailable(
+            f"Spark at {url} does not answer ({error}): start it, or unset "
+            "SPARK_MASTER / SPARK_REMOTE to run Spark in this process."
+        ) from error
+
+
+def check_java() -> None:
+    """A driver started here needs Java: say so before PySpark's JAVA_GATEWAY_EXITED."""
+    java_home = os.environ.get("JAVA_HOME")
+    if shutil.which("java") or (java_home and os.path.exists(f"{java_home}/bin/java")):
+        return
+    raise SparkUnavailable(
+        "Java 17 or newer is required by Spark and none was found (no `java` on PATH, no "
+        "JAVA_HOME): install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)."
+    )
+
+
 def build_session(
     master: str = "local[*]", remote: str | None = None, extra: dict[str, Any] | None = None
 ) -> SparkSession:
+    target = remote or master
+    if target.startswith(("spark://", "sc://")):
+        check_reachable(target)
+    if not target.startswith("sc://"):
+        check_java()  # the driver (or a local Connect server) runs in this process
     builder = SparkSession.builder.appName("recsys_assets")
     if remote:
         keep_remote_models_until_session_end()

@@ -42,6 +42,10 @@ def present(column: str) -> str:
     return f"nullif(trim({RAW}.{column}), '') IS NOT NULL"
 
 
+# A byte that is not UTF-8 is read as U+FFFD: such a row (a latin-1 file, say) is dropped, not
+# stored as mojibake.
+TEXT_IS_UTF8 = f"instr(to_json({RAW}), '\ufffd') = 0"
+
 # The Databricks DLT retail notebook's rules, by name, then ours (on the typed columns).
 CUSTOMERS: tuple[Expectation, ...] = (
     Expectation("pk_must_exist", present("customer_id"), "fail"),
@@ -49,6 +53,7 @@ CUSTOMERS: tuple[Expectation, ...] = (
     Expectation("city_present", present("city"), "drop"),
     Expectation("units_present", present("units_purchased"), "drop"),
     Expectation("loyalty_present", present("loyalty_segment"), "drop"),
+    Expectation("text_is_utf8", TEXT_IS_UTF8, "drop"),
     Expectation("valid_customer_id", "customer_id IS NOT NULL", "drop"),  # a number
     Expectation("valid_customer_name", "customer_name IS NOT NULL AND customer_name <> ''", "drop"),
     Expectation("valid_valid_from", "valid_from IS NOT NULL", "drop"),
@@ -68,6 +73,7 @@ SALES_ORDERS: tuple[Expectation, ...] = (
     Expectation("order_datetime_present", present("order_datetime"), "drop"),
     Expectation("ordered_products_present", present("ordered_products"), "drop"),
     Expectation("promo_info_present", present("promo_info"), "drop"),
+    Expectation("text_is_utf8", TEXT_IS_UTF8, "drop"),
     Expectation("valid_order_number", "order_number IS NOT NULL", "drop"),  # a number
     Expectation("valid_customer_id", "customer_id IS NOT NULL", "drop"),
     Expectation("valid_order_datetime", "order_datetime IS NOT NULL", "drop"),

@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from recsys_assets import expectations
-from recsys_assets.assets.bronze import raw_schema
+from recsys_assets.assets.bronze import raw_schema, read_csv_drops
 from recsys_assets.assets.silver import SALES_ORDERS, SilverConfig, sales_orders_typed
 from recsys_assets.expectations import FAILED_RULES, Expectation, ExpectationFailed
 from recsys_assets.schemas import SALES_ORDERS_COLUMNS
@@ -114,3 +115,18 @@ def test_order_dates_that_overflow_or_fall_outside_the_range_are_dropped_with_a_
         "5": ["order_datetime_in_range"],
     }
     assert applied.dropped == 4
+
+
+def test_a_row_that_is_not_utf8_is_dropped_not_stored_as_mojibake(spark, tmp_path):
+    path = tmp_path / "latin1.csv"
+    header = ",".join(SALES_ORDERS_COLUMNS)
+    rows = ["[],7,Zo\u00eb,1,1700000000,1,x,{}", "[],8,Zoe,1,1700000000,2,x,{}"]
+    path.write_bytes("\n".join([header, *rows]).encode("latin-1"))
+    raw = read_csv_drops(spark, [str(path)], SALES_ORDERS_COLUMNS)
+    typed = sales_orders_typed(raw.withColumn("_bronze_version", F.lit(0).cast("long")))
+
+    utf8 = [e for e in SALES_ORDERS.rules if e.name == "text_is_utf8"]
+    applied = expectations.evaluate(typed, tuple(utf8), ["order_number"])
+
+    assert [r.order_number for r in applied.passing.collect()] == [2]
+    assert [r[FAILED_RULES] for r in applied.quarantine.collect()] == [["text_is_utf8"]]

@@ -234,8 +234,8 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
                 f"{bronze} versions {removed} removed rows: rebuilding from its snapshot."
             )
             marks = dict.fromkeys(marks, -1)
-        # The quarantine is written first, and not at all when a run drops no row: silver's
-        # bookmark is its own too.
+        # The quarantine is written first, and not at all when a run drops no row: what silver
+        # has consumed, its quarantine has too.
         marks[quarantine] = max(marks.values())
         context.log.info(f"{bronze} v{upto}; consumed so far: {marks}")
         if min(marks.values()) >= upto:
@@ -248,12 +248,13 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             return
         rows = spec.typed_rows(new_bronze_rows(lakehouse, bronze, min(marks.values()), upto))
         try:
-            applied = expectations.evaluate(rows, spec.rules_for(config), spec.shown)
+            bound = spec.rules_for(config)
+            applied = expectations.evaluate(rows, bound, spec.shown)
             yield from check_results(context, silver, applied.outcomes)
             if applied.failure:
                 raise dg.Failure(
                     description=f"{applied.failure}. {silver} stays at its last version. "
-                    + how_to_reject(spec.source, failing_files(rows, spec.rules))
+                    + how_to_reject(spec.source, failing_files(rows, bound))
                 )
             info = {"dagster_run_id": context.run_id, SOURCES: {bronze: upto}}
             new_quarantined = applied.quarantine.where(F.col(BRONZE_VERSION) > marks[quarantine])

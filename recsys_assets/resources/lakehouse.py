@@ -69,7 +69,7 @@ def removes_rows(commit: dict[str, Any]) -> bool:
 def is_write_conflict(error: Exception) -> bool:
     """Whether a write failed because another transaction committed a conflicting change."""
     text = f"{type(error).__name__}: {error}"
-    return "DELTA_CONCURRENT" in text or "Concurrent" in text and "Exception" in text
+    return "DELTA_CONCURRENT" in text or ("Concurrent" in text and "Exception" in text)
 
 
 def sql_literal(value: str, type_name: str = "string") -> str:
@@ -288,25 +288,17 @@ class Lakehouse(dg.ConfigurableResource):
 
 
 class LakehouseIOManager(dg.ConfigurableIOManager):
-    """Stores ``pyspark.sql.DataFrame`` outputs as Delta tables and loads inputs back, in Spark.
-
-    An asset names its layer with ``tables.in_layer``; ``mode`` is ``overwrite`` (default) or
-    ``append``. Appending no rows makes no commit.
-    """
+    """Stores ``pyspark.sql.DataFrame`` outputs as Delta tables (overwritten) and loads inputs
+    back, in Spark. An asset names its layer with ``tables.in_layer``; assets that append or
+    MERGE write through ``Lakehouse`` themselves."""
 
     lakehouse: dg.ResourceDependency[Lakehouse]
 
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
-        metadata = context.definition_metadata or {}
-        layer, table = metadata[LAYER_KEY], context.asset_key.path[-1]
-        mode = metadata.get("mode") or "overwrite"
-        appends_nothing = mode == "append" and obj.isEmpty()
-        if not appends_nothing:
-            self.lakehouse.write(obj, layer, table, mode, {"dagster_run_id": context.run_id})
-        described = self.lakehouse.metadata(layer, table, obj.schema)
-        if appends_nothing:
-            described["rows_written"] = dg.MetadataValue.int(0)
-        context.add_output_metadata(described)
+        layer = (context.definition_metadata or {})[LAYER_KEY]
+        table = context.asset_key.path[-1]
+        self.lakehouse.write(obj, layer, table, "overwrite", {"dagster_run_id": context.run_id})
+        context.add_output_metadata(self.lakehouse.metadata(layer, table, obj.schema))
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         upstream = context.upstream_output

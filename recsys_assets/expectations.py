@@ -119,6 +119,7 @@ class Applied:
     outcomes: list[RuleOutcome]
     dropped: int  # rows that go to the quarantine
     failure: str | None  # why an expect_or_fail rule failed the batch, if one did
+    offending: list[dict]  # up to five rows (their key_columns) that failed it
 
 
 def evaluate(
@@ -145,7 +146,7 @@ def evaluate(
         RuleOutcome(e, int(counts[e.name]), int(counts["_rows"]))
         for e in (WELL_FORMED, *expectations)
     ]
-    failure = None
+    failure, sample = None, []
     for outcome in outcomes:
         rule = outcome.expectation
         if rule.action == "fail" and outcome.violations:
@@ -165,6 +166,7 @@ def evaluate(
         outcomes=outcomes,
         dropped=int(counts["_dropped"]),
         failure=failure,
+        offending=sample,
     )
 
 

@@ -10,7 +10,6 @@ the step, and its check, before anything is written. ``full_refresh`` rebuilds f
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import reduce
 from pathlib import Path
 
 import dagster as dg
@@ -254,7 +253,9 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             if applied.failure:
                 raise dg.Failure(
                     description=f"{applied.failure}. {silver} stays at its last version. "
-                    + how_to_reject(spec.source, failing_files(rows, bound))
+                    + how_to_reject(
+                        spec.source, sorted({r[SOURCE_FILE] for r in applied.offending})
+                    )
                 )
             info = {"dagster_run_id": context.run_id, SOURCES: {bronze: upto}}
             new_quarantined = applied.quarantine.where(F.col(BRONZE_VERSION) > marks[quarantine])
@@ -286,18 +287,9 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
     return _silver
 
 
-def failing_files(rows: DataFrame, rules: tuple[Expectation, ...]) -> list[str]:
-    """The landing files of the rows that break an ``expect_or_fail`` rule (a few)."""
-    broken = [~r.holds for r in rules if r.action == "fail"]
-    if not broken:
-        return []
-    readable = expectations.WELL_FORMED.holds
-    failing = rows.where(readable & reduce(Column.__or__, broken))
-    return sorted(r[0] for r in failing.select(SOURCE_FILE).distinct().limit(5).collect())
-
-
-def how_to_reject(source: str, files: list[str]) -> str:
-    """How to take the failing files out of bronze: the reject_landing_file job's config."""
+def how_to_reject(source: str, offending: list[dict]) -> str:
+    """How to take the files of the offending rows out of bronze: reject_landing_file's config."""
+    files = sorted({row[SOURCE_FILE] for row in offending})
     configs = [
         f"ops: {{reject_file: {{config: {{table: {source}, file_name: '{Path(f).name}'}}}}}}"
         for f in files

@@ -253,9 +253,7 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             if applied.failure:
                 raise dg.Failure(
                     description=f"{applied.failure}. {silver} stays at its last version. "
-                    + how_to_reject(
-                        spec.source, sorted({r[SOURCE_FILE] for r in applied.offending})
-                    )
+                    + how_to_reject(spec.source, applied.offending)
                 )
             info = {"dagster_run_id": context.run_id, SOURCES: {bronze: upto}}
             new_quarantined = applied.quarantine.where(F.col(BRONZE_VERSION) > marks[quarantine])

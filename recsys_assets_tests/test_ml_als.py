@@ -1,6 +1,7 @@
 """ml.als on hand-made frames with answers worked out by hand."""
 
 import math
+import random
 
 import pytest
 from pyspark.sql import functions as F
@@ -14,20 +15,31 @@ def frame(spark, rows, schema=PAIRS):
     return spark.createDataFrame(rows, schema)
 
 
-def test_top_k_unseen_drops_seen_products_and_ranks_by_score_then_id(spark):
-    candidates = frame(
-        spark,
-        [(1, "A", 0.9), (1, "B", 0.8), (1, "C", 0.8), (1, "D", 0.1), (2, "A", 0.5)],
-        "customer_id long, product_id string, score double",
+def test_first_k_unseen_skips_seen_candidates_and_keeps_the_list_order(spark):
+    lists = spark.createDataFrame(
+        [(1, [("A", 0.9), ("B", 0.8), ("C", 0.7), ("D", 0.1)]), (2, [("A", 0.5)]), (3, [])],
+        "customer_id long, candidates array<struct<product_id: string, score: double>>",
     )
-    seen = frame(spark, [(1, "A"), (2, "B")])
+    seen = frame(spark, [(1, "A"), (1, "C"), (2, "B")])
 
-    rows = ml.top_k_unseen(candidates, seen, k=2).orderBy("customer_id", "rank").collect()
+    rows = ml.first_k_unseen(lists, seen, k=2).orderBy("customer_id", "rank").collect()
 
-    assert [(r.customer_id, r.product_id, r["rank"]) for r in rows] == [
-        (1, "B", 1),
-        (1, "C", 2),  # a tie with B, broken by id; A was seen, D is beyond k
-        (2, "A", 1),
+    assert [(r.customer_id, r.product_id, r.score, r["rank"]) for r in rows] == [
+        (1, "B", 0.8, 1),
+        (1, "D", 0.1, 2),  # A and C were seen; D moves up to second
+        (2, "A", 0.5, 1),  # customer 2 saw only a product not in its list
+    ]  # customer 3 had no candidates: no rows
+
+
+def test_popular_list_orders_by_score_then_id(spark):
+    pairs = frame(spark, [(1, "B"), (2, "B"), (1, "C"), (3, "A"), (2, "A"), (4, "D")])
+
+    (row,) = ml.popular_list(pairs, 3).collect()
+
+    assert [(c.product_id, c.score) for c in row.candidates] == [
+        ("A", 2.0),
+        ("B", 2.0),  # ties with A, after it by id
+        ("C", 1.0),  # ties with D, which is beyond n
     ]
 
 
@@ -157,3 +169,37 @@ def test_without_a_model_every_customer_gets_the_unbought_popular_products(spark
         (4, 1): ("A", "popularity"),
         (4, 2): ("B", "popularity"),
     }
+
+
+def test_als_top_k_is_the_models_best_unseen_products(spark):
+    pick = random.Random(7)
+    weights = [
+        (customer, product, float(pick.randint(1, 5)))
+        for customer in range(1, 9)
+        for product in "ABCDEFGHIJ"
+        if pick.random() < 0.4
+    ]
+    train = spark.createDataFrame(
+        weights, "customer_id long, product_id string, interaction_weight double"
+    )
+    model = ml.als_pipeline(rank=3, max_iter=5, reg_param=0.1, alpha=1.0, seed=1, blocks=1).fit(
+        train
+    )
+    seen = train.select(*ml.PAIR)
+    users = spark.createDataFrame([(1,), (2,), (99,)], "customer_id long")  # 99: unknown
+
+    top = ml.als_top_k(model, users, seen, k=2, room=2 + ml.most_bought(seen))
+
+    # Brute force: every product scored by the factors, the seen ones left out, best two.
+    every_pair = users.crossJoin(train.select("product_id").distinct())
+    scored = model.transform(every_pair).where("prediction IS NOT NULL").collect()
+    bought = {(r.customer_id, r.product_id) for r in seen.collect()}
+    expected: dict[int, list[str]] = {}
+    for row in sorted(scored, key=lambda r: (-r.prediction, r.item_idx)):
+        if (row.customer_id, row.product_id) not in bought:
+            expected.setdefault(row.customer_id, []).append(row.product_id)
+    got: dict[int, list[str]] = {}
+    for row in top.orderBy("customer_id", "rank").collect():
+        got.setdefault(row.customer_id, []).append(row.product_id)
+    assert set(got) == {1, 2}
+    assert got == {customer: products[:2] for customer, products in expected.items()}

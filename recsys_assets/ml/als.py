@@ -60,18 +60,56 @@ def als_pipeline(
     )
 
 
-def recommend(model: PipelineModel, users: DataFrame | None, n: int) -> DataFrame:
-    """Top ``n`` (customer_id, product_id, score) per user, ids mapped back by the model itself.
+def first_k_unseen(
+    lists: DataFrame, seen: DataFrame, k: int, by: str = "customer_id", item: str = "product_id"
+) -> DataFrame:
+    """Each row's first ``k`` ``candidates`` (an array of structs with an ``item`` field, best
+    first) that are not among its ``seen`` (``by``, ``item``) pairs: one row per kept candidate,
+    its fields, and a 1-based ``rank``.
 
-    ``users`` (a frame with customer_id) limits the users; unknown customers get nothing.
+    Filtering each row's array, instead of exploding every candidate and ranking it in a window,
+    keeps the work per customer at the size of one short list (no sort of users x candidates).
+    """
+    seen_sets = seen.groupBy(by).agg(F.collect_set(item).alias("_seen"))
+    unseen = F.filter(
+        "candidates", lambda c: ~F.coalesce(F.array_contains("_seen", c[item]), F.lit(False))
+    )
+    return (
+        lists.join(seen_sets, by, "left")
+        .select(by, F.posexplode(F.slice(unseen, 1, k)).alias("_pos", "_c"))
+        .select(by, "_c.*", (F.col("_pos") + 1).alias("rank"))
+    )
+
+
+def als_top_k(
+    model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, room: int
+) -> DataFrame:
+    """The model's best ``k`` products not in ``seen`` for each user it knows: customer_id,
+    product_id, score, rank. ``room`` candidates are scored per user (``k`` plus the most
+    products anyone has in ``seen``); unknown customers and products are skipped.
+
+    Ties are broken by the model's product index (most bought first). Filtering happens on the
+    model's own indices, and only the kept ``k`` are mapped back to ids.
     """
     user_indexer, item_indexer, als_model = model.stages
-    if users is None:
-        recs = als_model.recommendForAllUsers(n)
-    else:
-        recs = als_model.recommendForUserSubset(user_indexer.transform(users), n)
-    exploded = recs.select("user_idx", F.explode("recommendations").alias("r")).select(
-        "user_idx", F.col("r.item_idx").alias("item_idx"), F.col("r.rating").alias("score")
+    recs = als_model.recommendForUserSubset(user_indexer.transform(users), room)
+    ordered = F.sort_array(  # best first, ties by index (ALS leaves them in any order)
+        F.transform(
+            "recommendations",
+            lambda c: F.struct(-c["rating"], c["item_idx"].alias("item_idx"), c["rating"]),
+        )
+    )
+    lists = recs.select(
+        "user_idx",
+        F.transform(ordered, lambda c: F.struct(c["item_idx"], c["rating"])).alias("candidates"),
+    )
+    seen_idx = item_indexer.transform(user_indexer.transform(seen.select(*PAIR).distinct()))
+    top = first_k_unseen(
+        lists,
+        seen_idx.select(F.col("user_idx").cast("int"), F.col("item_idx").cast("int")),
+        k,
+        by="user_idx",
+        item="item_idx",
     )
     to_customer = IndexToString(
         inputCol="user_idx", outputCol="customer_key", labels=user_indexer.labels
@@ -79,19 +117,12 @@ def recommend(model: PipelineModel, users: DataFrame | None, n: int) -> DataFram
     to_product = IndexToString(
         inputCol="item_idx", outputCol="product_id", labels=item_indexer.labels
     )
-    mapped = to_product.transform(to_customer.transform(exploded))
+    mapped = to_product.transform(to_customer.transform(top))
     return mapped.select(
-        F.col("customer_key").cast("bigint").alias("customer_id"), "product_id", "score"
-    )
-
-
-def top_k_unseen(candidates: DataFrame, seen: DataFrame, k: int) -> DataFrame:
-    """Each user's best ``k`` candidates among products not in ``seen``, with a 1-based rank."""
-    window = Window.partitionBy("customer_id").orderBy(F.desc("score"), "product_id")
-    return (
-        candidates.join(seen.select(*PAIR).distinct(), PAIR, "left_anti")
-        .withColumn("rank", F.row_number().over(window))
-        .where(F.col("rank") <= k)
+        F.col("customer_key").cast("bigint").alias("customer_id"),
+        "product_id",
+        F.col("rating").alias("score"),
+        "rank",
     )
 
 
@@ -108,6 +139,16 @@ def popular_products(pairs: DataFrame, n: int) -> DataFrame:
         .agg(F.countDistinct("customer_id").cast("double").alias("score"))
         .orderBy(F.desc("score"), "product_id")
         .limit(n)
+    )
+
+
+def popular_list(pairs: DataFrame, n: int) -> DataFrame:
+    """One row: ``candidates``, the ``n`` most popular products (product_id, score), best first."""
+    ordered = F.sort_array(
+        F.collect_list(F.struct((-F.col("score")).alias("_order"), "product_id", "score"))
+    )
+    return popular_products(pairs, n).agg(
+        F.transform(ordered, lambda c: F.struct(c["product_id"], c["score"])).alias("candidates")
     )
 
 
@@ -235,15 +276,15 @@ def preference_rmse(predictions: dict[str, DataFrame]) -> tuple[dict[str, float]
 def ranking_of(model: PipelineModel, data: HeldOut, k: int = K) -> dict[str, float]:
     """Ranking metrics of a model's top ``k`` products (unseen ones, if the policy excludes
     purchases) for the held-out users."""
-    candidates = recommend(model, data.users, data.candidates)
-    return ranking_metrics(top_k_unseen(candidates, data.seen, k), data.relevant, k)
+    recommended = als_top_k(model, data.users, data.seen, k, data.candidates)
+    return ranking_metrics(recommended, data.relevant, k)
 
 
 def popularity_metrics(data: HeldOut, k: int = K) -> dict[str, float]:
     """The baseline: every user gets the most popular products (not bought yet, if the policy
     excludes purchases)."""
-    popular = popular_products(data.train, data.candidates)
-    recommended = top_k_unseen(data.users.crossJoin(popular), data.seen, k)
+    popular = popular_list(data.train, data.candidates)
+    recommended = first_k_unseen(data.users.crossJoin(popular), data.seen, k)
     return ranking_metrics(recommended, data.relevant, k)
 
 
@@ -277,15 +318,15 @@ def recommendations(
     seen = purchases.select(*PAIR) if exclude_purchased else purchases.select(*PAIR).limit(0)
     room = k + (most_bought(seen) if exclude_purchased else 0)
     if model is None:
-        nothing = F.lit(None)
-        scored = customers.select(
+        known = customers.select(
             "customer_id",
-            nothing.cast("string").alias("product_id"),
-            nothing.cast("float").alias("score"),
+            F.lit(None).cast("string").alias("product_id"),
+            F.lit(None).cast("float").alias("score"),
+            F.lit(None).cast("int").alias("rank"),
         ).limit(0)
     else:
-        scored = recommend(model, customers, room)
-    known = top_k_unseen(scored, seen, k).withColumn("source", F.lit(ALS_SOURCE))
+        known = als_top_k(model, customers, seen, k, room)
+    known = known.withColumn("source", F.lit(ALS_SOURCE))
     cold = customers.join(known.select("customer_id").distinct(), "customer_id", "left_anti")
-    popular = top_k_unseen(cold.crossJoin(popular_products(purchases, room)), seen, k)
+    popular = first_k_unseen(cold.crossJoin(popular_list(purchases, room)), seen, k)
     return known.unionByName(popular.withColumn("source", F.lit(POPULARITY_SOURCE)))

@@ -37,7 +37,9 @@ DELTA_SESSION: dict[str, str] = {
 
 # Tuned for a laptop: small data, two to eight cores. Runtime SQL settings also apply on a cluster.
 SQL_DEFAULTS: dict[str, str] = {
-    "spark.sql.shuffle.partitions": "4",
+    # Room for 10M orders (a window sort or ALS top-k in 4 partitions runs out of memory there);
+    # adaptive execution coalesces them to a few on small data.
+    "spark.sql.shuffle.partitions": "64",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",

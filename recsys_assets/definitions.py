@@ -16,7 +16,7 @@ from recsys_assets.resources.landing import LandingZone
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.resources.spark import SparkResource
 from recsys_assets.schedules import daily_refresh, weekly_maintenance
-from recsys_assets.sensors import csv_drop_sensor
+from recsys_assets.sensors import csv_drop_sensor, dead_run_sensor
 from recsys_assets.settings import Settings
 
 
@@ -29,7 +29,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         PANDAS_IO_MANAGER: pandas_io_manager(settings.lakehouse_uri),
         "lakehouse": lakehouse,
         "landing": LandingZone(
-            root=str(settings.landing_dir), settle_seconds=settings.landing_settle_seconds
+            root=str(settings.landing_dir),
+            settle_seconds=settings.landing_settle_seconds,
+            reingest_changed=settings.landing_reingest_changed,
         ),
         "recommendation_policy": als.RecommendationPolicy(),
         "mlflow": MlflowResource(
@@ -48,7 +50,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=dg.load_asset_checks_from_modules([als, churn]),
         jobs=[refresh_job, rollback_job(resources), maintain_tables, reject_landing_file],
         schedules=[daily_refresh, weekly_maintenance],
-        sensors=[csv_drop_sensor],
+        sensors=[csv_drop_sensor, dead_run_sensor],
         resources=resources,
         executor=dg.in_process_executor,
     )

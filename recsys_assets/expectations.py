@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyspark.sql import Column, DataFrame
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 FAILED_RULES = "_failed_rules"
@@ -27,6 +28,10 @@ class Expectation:
     @property
     def holds(self) -> Column:
         return F.coalesce(F.expr(self.predicate), F.lit(False))
+
+    @property
+    def description(self) -> str:
+        return f"expect_or_{self.action}: {self.predicate}"
 
     def bind(self, **values: object) -> Expectation:
         """This rule with its ``{placeholders}`` filled in (a configured range)."""
@@ -102,9 +107,28 @@ class ExpectationFailed(Exception):
 
 @dataclass(frozen=True)
 class RuleOutcome:
-    expectation: Expectation
+    name: str
+    action: Literal["fail", "drop"]
     violations: int
     rows: int
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    """One row per ``keys`` among the rows that pass every drop rule: the first by
+    ``newest_first`` (each column descending) stays, the others are dropped under ``name``, so
+    the rows a duplicate replaced are on record in the quarantine, not lost without a word."""
+
+    keys: tuple[str, ...]
+    newest_first: tuple[str, ...]
+    name: str = "unique_key"
+
+    @property
+    def description(self) -> str:
+        return (
+            f"one row per ({', '.join(self.keys)}): among duplicates, the newest by "
+            f"{', '.join(self.newest_first)} stays and the others are dropped"
+        )
 
 
 # Rows the CSV reader could not parse are not records yet: they are quarantined before any rule,
@@ -120,59 +144,101 @@ class Applied:
     dropped: int  # rows that go to the quarantine
     failure: str | None  # why an expect_or_fail rule failed the batch, if one did
     offending: list[dict]  # up to five rows (their key_columns) that failed it
+    flagged: DataFrame  # every row with its _failed_rules, persisted: release() when written
+
+    def release(self) -> None:
+        self.flagged.unpersist()
 
 
-def evaluate(
-    df: DataFrame, expectations: tuple[Expectation, ...], key_columns: list[str]
-) -> Applied:
-    """Apply ``expectations`` to ``df``: typed columns plus ``_raw``, the bronze row as read.
-
-    Counts every rule in one pass, describes the first violated ``fail`` rule (with up to five
-    offending rows' ``key_columns``), and splits the rows into passing and quarantined.
-    """
-    readable = WELL_FORMED.holds
+def flag(
+    df: DataFrame, expectations: tuple[Expectation, ...], unique: UniqueKey | None = None
+) -> DataFrame:
+    """``df`` with ``_failed_rules``: the names of the drop rules each row broke (and
+    ``unique.name`` for a passing row that a newer one of the same key replaces)."""
     drop_rules = [e for e in (WELL_FORMED, *expectations) if e.action == "drop"]
     failed = F.filter(
         F.array(*[F.when(~e.holds, F.lit(e.name)) for e in drop_rules]), lambda r: r.isNotNull()
     )
-    counts = df.agg(
+    flagged = df.withColumn(FAILED_RULES, failed)
+    if unique is None:
+        return flagged
+    passes = F.size(FAILED_RULES) == 0
+    newest = Window.partitionBy(passes, *unique.keys).orderBy(
+        *[F.desc_nulls_last(c) for c in unique.newest_first]
+    )
+    replaced = passes & (F.row_number().over(newest) > 1)
+    return flagged.withColumn(
+        FAILED_RULES,
+        F.when(replaced, F.array(F.lit(unique.name))).otherwise(F.col(FAILED_RULES)),
+    )
+
+
+def evaluate(
+    df: DataFrame,
+    expectations: tuple[Expectation, ...],
+    key_columns: list[str],
+    unique: UniqueKey | None = None,
+) -> Applied:
+    """Apply ``expectations`` (and ``unique``) to ``df``: typed columns plus ``_raw``, the
+    bronze row as read.
+
+    Counts every rule in one pass, describes the first violated ``fail`` rule (with up to five
+    offending rows' ``key_columns``), and splits the rows into passing and quarantined. The
+    flagged rows are persisted on disk (every later read of them starts there): ``release()``.
+    """
+    readable = WELL_FORMED.holds
+    flagged = flag(df, expectations, unique).persist(StorageLevel.DISK_ONLY)
+    broke = F.size(FAILED_RULES) > 0
+    counts = flagged.agg(
         F.count(F.lit(1)).alias("_rows"),
-        F.count_if(F.size(failed) > 0).alias("_dropped"),
+        F.count_if(broke).alias("_dropped"),
         F.count_if(~readable).alias(WELL_FORMED.name),
         *[F.count_if(readable & ~e.holds).alias(e.name) for e in expectations],
-    ).first()
+        *([F.count_if(F.array_contains(FAILED_RULES, unique.name)).alias(unique.name)]
+          if unique else []),
+    ).first()  # fmt: skip
     assert counts is not None
     outcomes = [
-        RuleOutcome(e, int(counts[e.name]), int(counts["_rows"]))
+        RuleOutcome(e.name, e.action, int(counts[e.name]), int(counts["_rows"]))
         for e in (WELL_FORMED, *expectations)
     ]
+    if unique:
+        outcomes.append(
+            RuleOutcome(unique.name, "drop", int(counts[unique.name]), int(counts["_rows"]))
+        )
     failure, sample = None, []
-    for outcome in outcomes:
-        rule = outcome.expectation
-        if rule.action == "fail" and outcome.violations:
-            offending = df.where(readable & ~rule.holds).select(f"{RAW}.*").take(5)
+    for rule in expectations:
+        violations = next(o.violations for o in outcomes if o.name == rule.name)
+        if rule.action == "fail" and violations:
+            offending = flagged.where(readable & ~rule.holds).select(f"{RAW}.*").take(5)
             sample = [{k: row[k] for k in key_columns} for row in offending]
             failure = (
                 f"expect_or_fail '{rule.name}' ({rule.predicate}) violated by "
-                f"{outcome.violations} of {outcome.rows} rows; first offending rows: {sample}"
+                f"{violations} of {int(counts['_rows'])} rows; first offending rows: {sample}"
             )
             break
 
-    flagged = df.withColumn(FAILED_RULES, failed)
     typed_columns = [c for c in df.columns if c != RAW]
     return Applied(
-        passing=flagged.where(F.size(FAILED_RULES) == 0).select(typed_columns),
-        quarantine=flagged.where(F.size(FAILED_RULES) > 0).select(f"{RAW}.*", FAILED_RULES),
+        passing=flagged.where(~broke).select(typed_columns),
+        quarantine=flagged.where(broke).select(f"{RAW}.*", FAILED_RULES),
         outcomes=outcomes,
         dropped=int(counts["_dropped"]),
         failure=failure,
         offending=sample,
+        flagged=flagged,
     )
 
 
-def apply(df: DataFrame, expectations: tuple[Expectation, ...], key_columns: list[str]) -> Applied:
+def apply(
+    df: DataFrame,
+    expectations: tuple[Expectation, ...],
+    key_columns: list[str],
+    unique: UniqueKey | None = None,
+) -> Applied:
     """:func:`evaluate`, raising :class:`ExpectationFailed` on a violated ``fail`` rule."""
-    applied = evaluate(df, expectations, key_columns)
+    applied = evaluate(df, expectations, key_columns, unique)
     if applied.failure:
+        applied.release()
         raise ExpectationFailed(applied.failure)
     return applied

@@ -31,6 +31,7 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_registry_uri: str | None
     landing_settle_seconds: float = 5.0  # a landing file is read once unchanged for this long
+    landing_reingest_changed: bool = False  # a file rewritten after ingestion is read again
 
     @property
     def mlflow_artifact_root(self) -> str | None:
@@ -60,4 +61,6 @@ class Settings:
             or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
             mlflow_registry_uri=env.get("MLFLOW_REGISTRY_URI") or None,
             landing_settle_seconds=float(env.get("RECSYS_LANDING_SETTLE_SECONDS") or 5),
+            landing_reingest_changed=env.get("RECSYS_REINGEST_CHANGED", "0").lower()
+            in ("1", "true", "yes"),
         )

@@ -40,7 +40,7 @@ def test_drop_rules_route_rows_to_quarantine_with_every_broken_rule(spark):
     assert applied.passing.columns == ["id", "x", "name"]
     quarantined = {r.line: r[FAILED_RULES] for r in applied.quarantine.collect()}
     assert quarantined == {"b": ["positive"], "c": ["positive", "short_name"], "d": ["positive"]}
-    counts = {o.expectation.name: (o.violations, o.rows) for o in applied.outcomes}
+    counts = {o.name: (o.violations, o.rows) for o in applied.outcomes}
     assert counts == {"well_formed_row": (0, 4), "has_id": (0, 4), "positive": (3, 4),
                       "short_name": (1, 4)}  # fmt: skip
 
@@ -130,3 +130,27 @@ def test_a_row_that_is_not_utf8_is_dropped_not_stored_as_mojibake(spark, tmp_pat
 
     assert [r.order_number for r in applied.passing.collect()] == [2]
     assert [r[FAILED_RULES] for r in applied.quarantine.collect()] == [["text_is_utf8"]]
+
+
+def test_a_duplicate_key_keeps_the_newest_row_and_quarantines_the_others(spark):
+    rows = [  # (line, id, x, name, file, record): id 1 three times, id 2 once
+        ((None, "a"), 1, 1, "ok", "day_1.csv", 1),
+        ((None, "b"), 1, 2, "ok", "day_2.csv", 1),  # the file named last: wins over a and c
+        ((None, "c"), 1, 3, "ok", "day_1.csv", 2),
+        ((None, "d"), 2, 4, "ok", "day_1.csv", 3),
+        ((None, "e"), 2, -1, "ok", "day_2.csv", 2),  # newer but dropped: does not replace d
+    ]
+    df = spark.createDataFrame(
+        rows,
+        "_raw struct<_rescued_data:string,line:string>, id int, x int, name string, "
+        "file string, record int",
+    )
+    unique = expectations.UniqueKey(("id",), ("file", "record"))
+
+    applied = expectations.apply(df, RULES, ["id"], unique)
+
+    assert sorted((r.id, r.x) for r in applied.passing.collect()) == [(1, 2), (2, 4)]
+    quarantined = {r.line: r[FAILED_RULES] for r in applied.quarantine.collect()}
+    assert quarantined == {"a": ["unique_key"], "c": ["unique_key"], "e": ["positive"]}
+    counts = {o.name: o.violations for o in applied.outcomes}
+    assert (counts["unique_key"], counts["positive"], applied.dropped) == (2, 1, 3)

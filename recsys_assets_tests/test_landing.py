@@ -34,7 +34,7 @@ def test_a_file_still_being_written_waits_for_the_next_run(tmp_path):
         done.set()
         writer.join()
 
-    assert ready == [fresh.resolve(), old.resolve()]  # fresh: unchanged once a second old
+    assert list(ready) == [fresh.resolve(), old.resolve()]  # fresh: unchanged once a second old
     assert list(changing) == ["growing.csv"]
     assert waited >= 0.5  # it waited for fresh.csv to settle rather than skip it
 

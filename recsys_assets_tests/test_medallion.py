@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -271,3 +272,96 @@ def test_a_run_that_lists_the_files_while_another_appends_them_ingests_nothing_t
     assert raced and len(read_table(settings, "bronze", "sales_orders_bronze")) == summary.orders
     [metadata] = [m.metadata for m in result.asset_materializations_for_node("sales_orders_bronze")]
     assert metadata["new_files"].value == 0  # the other run's append stood; this one's did not
+
+
+def test_a_key_repeated_in_one_file_keeps_its_last_record_and_quarantines_the_other(
+    settings, materialize
+):
+    summary = generate(settings)
+    with open(summary.sales_orders_paths[0], newline="") as f:
+        template = next(csv.DictReader(f))
+    first = {**template, "order_number": "990000001", "customer_name": "first",
+             "clicked_items": 'one record\nover two lines'}  # fmt: skip
+    second = {**template, "order_number": "990000001", "customer_name": "second"}
+    columns = list(SALES_ORDERS_COLUMNS)
+    write_csv(
+        settings.landing_dir / "sales_orders" / "repeats.csv",
+        columns,
+        [[r[c] for c in columns] for r in (first, second)],
+    )
+
+    result = materialize(["sales_orders_bronze", "sales_orders_quarantine", "sales_orders_silver"])
+
+    bronze = read_table(settings, "bronze", "sales_orders_bronze")
+    repeats = bronze[bronze._source_file.str.endswith("repeats.csv")]
+    assert sorted(zip(repeats._source_record, repeats.customer_name, strict=True)) == [
+        (1, "first"),
+        (2, "second"),  # the record after a two-line one is the second, not the third
+    ]
+    silver = read_table(settings, "silver", "sales_orders_silver")
+    assert silver[silver.order_number == 990000001].customer_name.tolist() == ["second"]
+    assert len(silver) == summary.orders + 1
+    quarantine = read_table(settings, "silver", "sales_orders_quarantine")
+    loser = quarantine[quarantine.order_number == "990000001"]
+    assert loser.customer_name.tolist() == ["first"]
+    assert [list(r) for r in loser[FAILED_RULES]] == [["unique_key"]]
+    assert check_violations(result, "sales_orders_silver")["unique_key"] == 1
+
+
+def rewrite_first_orders_file(summary) -> tuple[str, int, str]:
+    """Rewrite the first orders file without its first row and with its second row's customer
+    renamed; returns (file name, the removed order number, the renamed order number)."""
+    path = summary.sales_orders_paths[0]
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    removed, renamed = rows[0]["order_number"], rows[1]["order_number"]
+    rows[1]["customer_name"] = "renamed"
+    columns = list(SALES_ORDERS_COLUMNS)
+    write_csv(path, columns, [[r[c] for c in columns] for r in rows[1:]])
+    return path.name, int(removed), int(renamed)
+
+
+ORDERS_SILVER = ["sales_orders_bronze", "sales_orders_quarantine", "sales_orders_silver"]
+
+
+def unchanged_check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    [evaluation] = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "landing_files_unchanged"
+    ]
+    return evaluation
+
+
+def test_a_file_rewritten_after_ingestion_is_reported_and_left_as_read(settings, materialize):
+    summary = generate(settings)
+    materialize(ORDERS_SILVER)
+    name, removed, renamed = rewrite_first_orders_file(summary)
+
+    result = materialize(ORDERS_SILVER)
+
+    check = unchanged_check(result)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert list(check.metadata["changed_files"].value) == [name]
+    assert check.metadata["read_again"].value == []
+    assert len(read_table(settings, "bronze", "sales_orders_bronze")) == summary.orders
+    silver = read_table(settings, "silver", "sales_orders_silver").set_index("order_number")
+    assert removed in silver.index and silver.loc[renamed].customer_name != "renamed"
+
+
+def test_with_reingest_changed_a_rewritten_file_replaces_its_rows(settings, materialize):
+    summary = generate(settings)
+    materialize(ORDERS_SILVER)
+    name, removed, renamed = rewrite_first_orders_file(summary)
+    defs = build_definitions(replace(settings, landing_reingest_changed=True))
+
+    result = dg.materialize(
+        [*(defs.assets or [])], selection=ORDERS_SILVER, resources=defs.resources
+    )
+
+    assert unchanged_check(result).metadata["read_again"].value == [name]
+    bronze = read_table(settings, "bronze", "sales_orders_bronze")
+    assert len(bronze) == summary.orders - 1  # the file's old rows replaced, not added to
+    silver = read_table(settings, "silver", "sales_orders_silver").set_index("order_number")
+    assert removed not in silver.index and len(silver) == summary.orders - 1
+    assert silver.loc[renamed].customer_name == "renamed"
+    again = materialize(ORDERS_SILVER)  # read once: the next run finds it as ingested
+    assert unchanged_check(again).passed

@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
 from recsys_assets import expectations
-from recsys_assets.assets.bronze import INGESTED_AT, SOURCE_FILE
-from recsys_assets.expectations import RAW, Expectation
+from recsys_assets.assets.bronze import INGESTED_AT, SOURCE_FILE, SOURCE_RECORD
+from recsys_assets.expectations import RAW, Expectation, UniqueKey
 from recsys_assets.resources.lakehouse import SOURCES, Lakehouse
 from recsys_assets.tables import BRONZE, SILVER, in_layer
 
@@ -152,11 +152,11 @@ class SilverSpec:
             self.rules, earliest_order=config.earliest_order, max_days_ahead=config.max_days_ahead
         )
 
-    def typed_rows(self, bronze: DataFrame) -> DataFrame:
-        """The typed rows, persisted: the rule counts, the silver write and the quarantine write
-        all read them (JSON parsing included). On disk, not in the driver's heap; unpersist
-        when done."""
-        return self.typed(bronze).persist(StorageLevel.DISK_ONLY)
+    @property
+    def unique(self) -> UniqueKey:
+        """Duplicates of a key: the latest ingested wins, then the file named last, then the
+        last record in the file; the others are quarantined under ``unique_key``."""
+        return UniqueKey(tuple(self.keys), (INGESTED_AT, SOURCE_FILE, f"{RAW}.{SOURCE_RECORD}"))
 
 
 def new_bronze_rows(lakehouse: Lakehouse, bronze: str, after: int, upto: int) -> DataFrame:
@@ -167,16 +167,20 @@ def new_bronze_rows(lakehouse: Lakehouse, bronze: str, after: int, upto: int) ->
     """
     if after < 0:
         snapshot = lakehouse.read(BRONZE, bronze, upto)
-        return snapshot.withColumn(BRONZE_VERSION, F.lit(upto).cast("long"))
-    if after >= upto:  # nothing new: the same columns, no rows
+        rows = snapshot.withColumn(BRONZE_VERSION, F.lit(upto).cast("long"))
+    elif after >= upto:  # nothing new: the same columns, no rows
         empty = lakehouse.read(BRONZE, bronze, upto).limit(0)
-        return empty.withColumn(BRONZE_VERSION, F.lit(0).cast("long"))
-    changes = lakehouse.changes(BRONZE, bronze, after, upto)
-    return (
-        changes.where("_change_type = 'insert'")  # bronze only appends
-        .drop("_change_type", "_commit_timestamp")
-        .withColumnRenamed("_commit_version", BRONZE_VERSION)
-    )
+        rows = empty.withColumn(BRONZE_VERSION, F.lit(0).cast("long"))
+    else:
+        rows = (
+            lakehouse.changes(BRONZE, bronze, after, upto)
+            .where("_change_type = 'insert'")  # bronze only appends
+            .drop("_change_type", "_commit_timestamp")
+            .withColumnRenamed("_commit_version", BRONZE_VERSION)
+        )
+    if SOURCE_RECORD not in rows.columns:  # a bronze table from before records were numbered
+        rows = rows.withColumn(SOURCE_RECORD, F.lit(None).cast("long"))
+    return rows
 
 
 def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
@@ -187,6 +191,9 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
     rules = spec.rules
     bronze, silver, quarantine = spec.names
     all_rules = (expectations.WELL_FORMED, *rules)
+    described = {r.name: r.description for r in all_rules} | {
+        spec.unique.name: spec.unique.description
+    }
 
     @dg.multi_asset(
         name=f"{spec.source}_silver_tables",
@@ -209,10 +216,8 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             ),
         ],
         check_specs=[
-            dg.AssetCheckSpec(
-                r.name, asset=silver, description=f"expect_or_{r.action}: {r.predicate}"
-            )
-            for r in all_rules
+            dg.AssetCheckSpec(name, asset=silver, description=description)
+            for name, description in described.items()
         ],
     )
     def _silver(
@@ -239,16 +244,16 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
         context.log.info(f"{bronze} v{upto}; consumed so far: {marks}")
         if min(marks.values()) >= upto:
             context.log.info(f"No {bronze} commit since the last run: nothing to do.")
-            yield from check_results(context, silver, no_rows(all_rules))
+            yield from check_results(context, silver, no_rows(all_rules, spec.unique))
             for table in (quarantine, silver):
                 yield dg.MaterializeResult(
                     asset_key=table, metadata=lakehouse.metadata(SILVER, table)
                 )
             return
-        rows = spec.typed_rows(new_bronze_rows(lakehouse, bronze, min(marks.values()), upto))
+        rows = spec.typed(new_bronze_rows(lakehouse, bronze, min(marks.values()), upto))
+        # Flagged once and persisted on disk: the rule counts and both writes read them.
+        applied = expectations.evaluate(rows, spec.rules_for(config), spec.shown, spec.unique)
         try:
-            bound = spec.rules_for(config)
-            applied = expectations.evaluate(rows, bound, spec.shown)
             yield from check_results(context, silver, applied.outcomes)
             if applied.failure:
                 raise dg.Failure(
@@ -266,9 +271,9 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
                 metadata=lakehouse.metadata(SILVER, quarantine, new_quarantined.schema),
             )
             passing = applied.passing.where(F.col(BRONZE_VERSION) > marks[silver])
-            conformed = latest_per_key(passing, spec.keys).drop(BRONZE_VERSION)
+            conformed = passing.drop(BRONZE_VERSION)  # one row per key: spec.unique
             if marks[silver] < 0:  # from scratch
-                lakehouse.write(conformed, SILVER, silver, "overwrite", info)
+                lakehouse.write(conformed, SILVER, silver, "overwrite", info, spec.keys)
             else:  # a row ingested later (a re-dropped file) replaces the one it repeats
                 update_if = f"s.{INGESTED_AT} >= t.{INGESTED_AT}"
                 lakehouse.merge(conformed, SILVER, silver, spec.keys, info, update_if)
@@ -280,7 +285,7 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
                 },
             )
         finally:
-            rows.unpersist()
+            applied.release()
 
     return _silver
 
@@ -302,8 +307,9 @@ def how_to_reject(source: str, offending: list[dict]) -> str:
     )
 
 
-def no_rows(rules: tuple[Expectation, ...]) -> list[expectations.RuleOutcome]:
-    return [expectations.RuleOutcome(r, violations=0, rows=0) for r in rules]
+def no_rows(rules: tuple[Expectation, ...], unique: UniqueKey) -> list[expectations.RuleOutcome]:
+    named = [(r.name, r.action) for r in rules] + [(unique.name, "drop")]
+    return [expectations.RuleOutcome(name, action, 0, 0) for name, action in named]
 
 
 def check_results(
@@ -312,22 +318,22 @@ def check_results(
     """Each rule's counts over this run's new rows, as an asset check (fail rules: ERROR)."""
     selected = {key.name for key in context.selected_asset_check_keys}
     for o in outcomes:
-        if o.expectation.name not in selected:
+        if o.name not in selected:
             continue
-        fails_run = o.expectation.action == "fail"
+        fails_run = o.action == "fail"
         yield dg.AssetCheckResult(
             asset_key=silver,
-            check_name=o.expectation.name,
+            check_name=o.name,
             passed=o.violations == 0,
             severity=dg.AssetCheckSeverity.ERROR if fails_run else dg.AssetCheckSeverity.WARN,
             metadata={
-                "action": o.expectation.action,
+                "action": o.action,
                 "rows": o.rows,
                 "violations": o.violations,
                 "passed_rows": o.rows - o.violations,
             },
         )
-    summary = ", ".join(f"{o.expectation.name}: {o.violations}" for o in outcomes)
+    summary = ", ".join(f"{o.name}: {o.violations}" for o in outcomes)
     context.log.info(f"violations per rule: {summary}")
 
 
@@ -381,7 +387,7 @@ def sales_orders_customer_join_min(
     info = {"dagster_run_id": context.run_id, SOURCES: versions}
     if set(marks) != set(versions):  # first run, or a full refresh
         joined = join_customers(orders, customers)
-        lakehouse.write(joined, SILVER, name, "overwrite", info)
+        lakehouse.write(joined, SILVER, name, "overwrite", info, [JOIN_KEY])
     elif marks != versions:  # the orders that changed, and the orders of customers that did
         changed = changed_orders(lakehouse, orders, marks, versions)
         # Read twice (the MERGE's key range, then the MERGE): computed once.

@@ -158,29 +158,55 @@ class Lakehouse(dg.ConfigurableResource):
         finally:
             conf.unset(USER_METADATA)
 
-    def write(self, df: DataFrame, layer: str, table: str, mode: str, info: dict) -> None:
-        """Append, or overwrite (the schema may change with the code)."""
+    def write(
+        self,
+        df: DataFrame,
+        layer: str,
+        table: str,
+        mode: str,
+        info: dict,
+        cluster_by: list[str] | None = None,
+    ) -> None:
+        """Append or overwrite; either way the table's schema follows the code's.
+
+        ``cluster_by``: rows are range-partitioned by these columns, so each data file holds a
+        narrow range of them and a later MERGE on them skips the files outside its range.
+        """
+        if cluster_by:
+            df = df.repartitionByRange(*cluster_by)
         writer = df.write.format("delta").mode(mode)
         if mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
+        else:  # a column added by newer code (e.g. bronze's record number) joins the table
+            writer = writer.option("mergeSchema", "true")
         with self.commit_info(info):
             writer.save(self.uri(layer, table))
 
     def append_once(
-        self, df: DataFrame, layer: str, table: str, listed_at: int | None, info: dict
+        self,
+        df: DataFrame,
+        layer: str,
+        table: str,
+        listed_at: int | None,
+        info: dict,
+        replace_where: str | None = None,
     ) -> bool:
         """Append ``df``, computed from the table as it was at version ``listed_at``, unless
         another writer has appended since that listing: Delta's idempotent writes (``txnAppId``,
         ``txnVersion``) let one append per listing commit, and refuse or skip the others.
-        Returns whether this append committed (no rows commit nothing)."""
+        ``replace_where`` (SQL every row of ``df`` matches): the rows matching it are replaced
+        in the same commit. Returns whether this write committed (no rows commit nothing)."""
         after = -1 if listed_at is None else listed_at
         token = uuid.uuid4().hex
         writer = (
             df.write.format("delta")
-            .mode("append")
+            .mode("overwrite" if replace_where else "append")
             .option("txnAppId", f"recsys_assets/{table}")
             .option("txnVersion", after + 1)
+            .option("mergeSchema", "true")
         )
+        if replace_where:
+            writer = writer.option("replaceWhere", replace_where)
         try:
             with self.commit_info({**info, "append": token}):
                 writer.save(self.uri(layer, table))

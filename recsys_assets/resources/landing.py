@@ -15,6 +15,13 @@ from pydantic import Field
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".crdownload", ".filepart", ".partial")
 SET_ASIDE = "_rejected"  # files taken out of the landing zone, each beside a note of why
 
+Signature = tuple[int, int]  # (size in bytes, modification time in ns): what a rewrite changes
+
+
+def signature(path: Path) -> Signature:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
 
 def why_skipped(name: str) -> str | None:
     """Why a file of the landing folder is not read; None if it is a CSV drop to ingest."""
@@ -35,6 +42,12 @@ class LandingZone(ConfigurableResource):
         default=5.0,
         description="A file is read only once it has not changed for this long; a run waits "
         "for younger files up to that long, and leaves files still changing for the next run.",
+    )
+    reingest_changed: bool = Field(
+        default=False,
+        description="A file rewritten after it was ingested (new size or modification time) is "
+        "ingested again, its rows replacing the old ones in one commit; otherwise it is only "
+        "reported (bronze's landing_files_unchanged check warns).",
     )
 
     def folder(self, table: str) -> Path:
@@ -60,21 +73,17 @@ class LandingZone(ConfigurableResource):
     def files(self, table: str) -> list[Path]:
         return self.scan(table)[0]
 
-    def settled(self, paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    def settled(self, paths: list[Path]) -> tuple[dict[Path, Signature], dict[str, str]]:
         """The files among ``paths`` that have not changed for ``settle_seconds`` (waiting once
-        for the youngest to get there), and the names of those still changing, with why."""
-
-        def signature(path: Path) -> tuple[int, int]:
-            stat = path.stat()
-            return stat.st_size, stat.st_mtime_ns
-
+        for the youngest to get there), with their signatures, and the names of those still
+        changing, with why."""
         before = {p: signature(p) for p in paths}
         youngest = max((s[1] for s in before.values()), default=0) / 1e9
         time.sleep(max(0.0, youngest + self.settle_seconds - time.time()))
-        ready, changing = [], {}
+        ready, changing = {}, {}
         for path, seen in before.items():
             if path.exists() and signature(path) == seen:
-                ready.append(path)
+                ready[path] = seen
             else:
                 changing[path.name] = f"still changing after {self.settle_seconds:g} s"
         return ready, changing

@@ -50,7 +50,9 @@ TABLES = [
     ("gold", "customer_recommendations"),
 ]
 # Columns that name where or when a run happened, not what it computed.
-RUN_COLUMNS = {"_ingested_at", "generated_at", "scored_at", "dagster_run_id"}
+RUN_COLUMNS = {"_ingested_at", "_source_modified_ns", "generated_at", "scored_at", "dagster_run_id"}
+# Written by delta-rs from pandas (pandas-sized by nature), not by Spark.
+PANDAS_TABLES = {"churn_training_set", "churn_predictions"}
 
 
 def als_config(params: dict) -> dict:
@@ -128,11 +130,41 @@ def champion(client: MlflowClient, model: str) -> str:
     return str(client.get_model_version_by_alias(model, CHAMPION).version)
 
 
+def executor_output_bytes(event_logs: Path) -> dict[str, int]:
+    """Bytes each executor's tasks wrote to storage, from Spark's event log (its task metrics)."""
+    written: dict[str, int] = {}
+    for path in event_logs.iterdir():
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if event["Event"] != "SparkListenerTaskEnd" or "Task Metrics" not in event:
+                continue
+            executor = event["Task Info"]["Executor ID"]
+            output = event["Task Metrics"].get("Output Metrics", {}).get("Bytes Written", 0)
+            written[executor] = written.get(executor, 0) + output
+    return written
+
+
+def data_file_bytes(target: Deployment) -> int:
+    """The size of the Spark-written tables' data files (every version: nothing is vacuumed)."""
+    return sum(
+        f.stat().st_size
+        for layer, table in TABLES
+        if table not in PANDAS_TABLES
+        for f in Path(table_uri(target.settings.lakehouse_uri, layer, table)).glob("*.parquet")
+    )
+
+
 def test_standalone_cluster_runs_the_graph_in_its_workers(
     spark_cluster: SparkCluster, embedded: Deployment, tmp_path
 ):
+    spark_conf, event_logs = tmp_path / "spark-conf", tmp_path / "spark-events"
+    spark_conf.mkdir()
+    event_logs.mkdir()
+    (spark_conf / "spark-defaults.conf").write_text(
+        f"spark.eventLog.enabled true\nspark.eventLog.dir {event_logs.as_uri()}\n"
+    )
     target = deployment(tmp_path, "dagster.yaml", SPARK_MASTER=spark_cluster.url,
-                        SPARK_LOCAL_IP=HOST)  # fmt: skip
+                        SPARK_LOCAL_IP=HOST, SPARK_CONF_DIR=str(spark_conf))  # fmt: skip
 
     assert_succeeded(target.materialize("*", als_config(FIRST)))
 
@@ -143,6 +175,11 @@ def test_standalone_cluster_runs_the_graph_in_its_workers(
     for work_dir in spark_cluster.work_dirs:
         logs = list((work_dir / app["id"]).glob("*/stderr"))
         assert logs and any("Running task" in log.read_text() for log in logs), work_dir
+    # The executors wrote the tables: every byte of their data files came out of an executor's
+    # task (the driver runs none), none through the client process.
+    written = executor_output_bytes(event_logs)
+    assert "driver" not in written and len(written) == len(spark_cluster.work_dirs)
+    assert sum(written.values()) >= data_file_bytes(target) > 0
 
 
 def test_connect_server_mlflow_server_and_postgres_instance(

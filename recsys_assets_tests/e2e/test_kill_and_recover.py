@@ -1,0 +1,156 @@
+"""Runs killed with SIGKILL at several points, then the daemon: nothing lost, nothing stuck.
+
+Its own homes and CLI runs (not the shared ``dagster dev``): each run is killed with its whole
+process session (the run process and Spark's JVM), as a crash or ``kill -9`` would. Then
+``dagster-daemon`` starts on the same instance: dead_run_sensor marks the killed runs failed,
+which frees the one run slot, and csv_drop_sensor's run ingests every file exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from deltalake import DeltaTable
+from mlflow import MlflowClient
+
+from recsys_assets import datagen
+from recsys_assets.assets.als import MODEL_NAME as ALS_MODEL
+from recsys_assets.assets.churn import MODEL_NAME as CHURN_MODEL
+from recsys_assets.registry import CHAMPION, Verdict
+from recsys_assets.settings import Settings
+from recsys_assets_tests.e2e.conftest import REPO
+from recsys_assets_tests.processes import Service, kill_all, wait_for
+from recsys_assets_tests.support import DEPLOYMENT_ENV
+
+DATA = {"customers": 300, "days": 60, "seed": 7}
+BIN = Path(sys.executable).parent
+
+
+def line_in(log: Path, pattern: str) -> bool:
+    return re.search(pattern, log.read_text(errors="replace")) is not None
+
+
+def killed_run(env: dict[str, str], log_dir: Path, name: str, when: str, after_s: float) -> None:
+    """Materialise everything from the CLI and SIGKILL the run's session ``after_s`` seconds
+    after its log matches ``when``."""
+    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "recsys_assets.definitions"]
+    run = Service.start(name, [*command, "--select", "*"], log_dir, lambda: True, env)
+    try:
+        wait_for(lambda: run.check_alive() or line_in(run.log_path, when), 300, 0.2, f"'{when}'")
+        time.sleep(after_s)
+        run.check_alive()  # still running: the kill lands inside the step
+    finally:
+        kill_all(run.process.pid)
+        run.process.wait(timeout=30)
+
+
+def rows_per_file(drops: list[datagen.GenerationSummary]) -> dict[str, int]:
+    return {
+        str(path.resolve()): rows
+        for drop in drops
+        for path, rows in zip(drop.sales_orders_paths, drop.rows_per_file, strict=True)
+    }
+
+
+def bronze_rows_per_file(home: Path) -> dict[str, int]:
+    table = home / "lakehouse" / "bronze" / "sales_orders_bronze"
+    return DeltaTable(str(table)).to_pandas().groupby("_source_file").size().to_dict()
+
+
+@pytest.fixture
+def homes(tmp_path: Path) -> dict[str, str]:
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
+    return env | {
+        "DAGSTER_HOME": str(dagster_home),
+        "RECSYS_HOME": str(tmp_path / "recsys"),
+        "RECSYS_LANDING_SETTLE_SECONDS": "0",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def test_killed_runs_lose_nothing_and_the_daemon_goes_on(homes: dict[str, str], tmp_path: Path):
+    landing = Path(homes["RECSYS_HOME"]) / "landing"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    drops = [datagen.generate(landing, **DATA, start_date=date(2024, 1, 1))]
+
+    # During bronze: the files are listed and being read, nothing committed yet.
+    killed_run(homes, logs, "killed-in-bronze", r"sales_orders_bronze - .*file\(s\) to read", 0.5)
+    # During training: the tables are written, the models are not.
+    killed_run(homes, logs, "killed-in-training", r"als_challenger - STEP_START", 3)
+    # During silver's MERGE, with a second drop to merge.
+    drops.append(datagen.generate(landing, **DATA, start_date=date(2024, 3, 1)))
+    killed_run(homes, logs, "killed-in-merge", r"sales_orders_silver_tables - .*violations", 0.3)
+
+    drops.append(datagen.generate(landing, **DATA, start_date=date(2024, 5, 1)))
+    instance = dg.DagsterInstance.from_config(homes["DAGSTER_HOME"])
+    killed = [
+        r.run_id for r in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    ]
+    assert len(killed) == 3  # left STARTED by their dead processes
+
+    daemon = Service.start(
+        "daemon",
+        [str(BIN / "dagster-daemon"), "run", "-m", "recsys_assets.definitions"],
+        logs,
+        lambda: True,
+        homes,
+    )
+    try:
+
+        def sensor_run_done() -> dg.DagsterRun | None:
+            daemon.check_alive()
+            runs = instance.get_runs(dg.RunsFilter(job_name="refresh_job"))
+            return next((r for r in runs if r.is_finished), None)
+
+        run = wait_for(sensor_run_done, 600, 3, "the sensor's refresh_job run")
+    finally:
+        daemon.stop()
+
+    assert run.status == dg.DagsterRunStatus.SUCCESS, daemon.log_tail()
+    for run_id in killed:
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    home = Path(homes["RECSYS_HOME"])
+    assert bronze_rows_per_file(home) == rows_per_file(drops)  # each file once
+    lakehouse = home / "lakehouse"
+    tables = sorted(p.parent for p in lakehouse.glob("*/*/_delta_log"))
+    assert len(tables) >= 10
+    for table in tables:
+        DeltaTable(str(table)).to_pyarrow_dataset().count_rows()  # every table reads
+
+
+def test_two_materialise_all_runs_at_once_ingest_every_file_once(
+    homes: dict[str, str], tmp_path: Path
+):
+    home = Path(homes["RECSYS_HOME"])
+    drop = datagen.generate(home / "landing", **DATA, start_date=date(2024, 1, 1))
+    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "recsys_assets.definitions"]
+    runs = [
+        Service.start(name, [*command, "--select", "*"], tmp_path, lambda: True, homes)
+        for name in ("first", "second")
+    ]
+    for run in runs:
+        run.process.wait(timeout=900)
+
+    outcomes = {run.name: run.process.returncode for run in runs}
+    assert outcomes == {"first": 0, "second": 0}, "\n".join(r.log_tail() for r in runs)
+    assert bronze_rows_per_file(home) == rows_per_file([drop])
+    silver = DeltaTable(str(home / "lakehouse" / "silver" / "sales_orders_silver"))
+    assert silver.to_pyarrow_dataset().count_rows() == drop.orders
+    settings = Settings.from_env({"RECSYS_HOME": str(home)})
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_registry_uri)
+    for model in (ALS_MODEL, CHURN_MODEL):  # whoever promoted last, its verdict says passed
+        champion = client.get_model_version_by_alias(model, CHAMPION)
+        verdict = Verdict.from_tags(champion.tags)
+        assert verdict is not None and verdict.status == "PASSED", (model, verdict)

@@ -3,9 +3,16 @@
 import json
 from datetime import datetime
 
+import dagster as dg
 import pytest
 
-from recsys_assets.resources.lakehouse import Lakehouse, MissingTable, key_ranges
+from recsys_assets.resources.lakehouse import (
+    Lakehouse,
+    MissingTable,
+    is_write_conflict,
+    key_ranges,
+    retried_on_conflict,
+)
 from recsys_assets.resources.spark import SparkResource
 from recsys_assets.tables import table_uri
 from recsys_assets_tests.support import delta_table, read_table
@@ -84,3 +91,26 @@ def test_a_merge_matches_keys_of_every_type_within_the_range(settings, spark, la
     assert table.n.tolist() == [3, 10, 20, 30]  # two updated (a null key too), one inserted
     lakehouse.merge(spark.createDataFrame([], schema), "silver", "m", ["name"], {})
     assert delta_table(settings, "silver", "m").version() == 1  # no rows, no commit
+
+
+@pytest.mark.parametrize(
+    ("message", "conflict"),
+    [
+        ("[DELTA_PROTOCOL_CHANGED] ProtocolChangedException: The protocol version ...", True),
+        ("[DELTA_CONCURRENT_APPEND.WITHOUT_HINT] ConcurrentAppendException: Files were ...", True),
+        ("[DELTA_METADATA_CHANGED] MetadataChangedException: The metadata of ...", True),
+        ("[DELTA_TABLE_NOT_FOUND] Delta table `x` doesn't exist.", False),
+        ("[DELTA_MERGE_MISSING_WHEN] There must be at least one WHEN clause.", False),
+    ],
+)
+def test_write_conflicts_are_told_from_other_errors(message, conflict):
+    assert is_write_conflict(RuntimeError(message)) is conflict
+
+
+def test_a_write_that_loses_to_another_writer_asks_for_a_retry():
+    with pytest.raises(dg.RetryRequested):
+        with retried_on_conflict():
+            raise RuntimeError("[DELTA_PROTOCOL_CHANGED] ProtocolChangedException: ...")
+    with pytest.raises(ValueError):
+        with retried_on_conflict():
+            raise ValueError("not a conflict")

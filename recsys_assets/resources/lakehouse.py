@@ -8,6 +8,7 @@ scikit-learn workflow's pandas-sized tables go through dagster-deltalake (delta-
 """
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,10 +67,30 @@ def removes_rows(commit: dict[str, Any]) -> bool:
     return operation.endswith(("WRITE", "AS SELECT")) and mode == "Overwrite"
 
 
+# Delta's optimistic concurrency control: another writer committed first (the error classes of
+# io.delta.exceptions, e.g. two runs creating one table, or appending where a MERGE read).
+CONFLICT = re.compile(
+    r"DELTA_CONCURRENT_\w+|DELTA_(METADATA|PROTOCOL)_CHANGED"
+    r"|Concurrent\w*Exception|(Metadata|Protocol)ChangedException"
+)
+CONFLICT_RETRIES = 3
+
+
 def is_write_conflict(error: Exception) -> bool:
     """Whether a write failed because another transaction committed a conflicting change."""
-    text = f"{type(error).__name__}: {error}"
-    return "DELTA_CONCURRENT" in text or ("Concurrent" in text and "Exception" in text)
+    return CONFLICT.search(f"{type(error).__name__}: {error}") is not None
+
+
+@contextmanager
+def retried_on_conflict() -> Iterator[None]:
+    """A write that lost to a concurrent writer fails its step into a retry: the step starts
+    again from the tables as the winner left them (its bookmarks say what is left to do)."""
+    try:
+        yield
+    except Exception as error:
+        if not is_write_conflict(error):
+            raise
+        raise dg.RetryRequested(max_retries=CONFLICT_RETRIES, seconds_to_wait=2) from error
 
 
 def sql_literal(value: str, type_name: str = "string") -> str:
@@ -179,7 +200,7 @@ class Lakehouse(dg.ConfigurableResource):
             writer = writer.option("overwriteSchema", "true")
         else:  # a column added by newer code (e.g. bronze's record number) joins the table
             writer = writer.option("mergeSchema", "true")
-        with self.commit_info(info):
+        with retried_on_conflict(), self.commit_info(info):
             writer.save(self.uri(layer, table))
 
     def append_once(
@@ -245,7 +266,7 @@ class Lakehouse(dg.ConfigurableResource):
         on = " AND ".join([*(f"t.`{k}` <=> s.`{k}`" for k in keys), *ranges])
         when = f" AND ({update_if})" if update_if else ""
         try:
-            with self.commit_info(info):
+            with retried_on_conflict(), self.commit_info(info):
                 self.session.sql(
                     f"MERGE INTO delta.`{self.uri(layer, table)}` AS t USING {view} AS s ON {on} "
                     f"WHEN MATCHED{when} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
@@ -255,7 +276,7 @@ class Lakehouse(dg.ConfigurableResource):
 
     def delete(self, layer: str, table: str, where: str, info: dict) -> int:
         """DELETE the rows matching the SQL condition ``where`` in one commit; rows deleted."""
-        with self.commit_info(info):
+        with retried_on_conflict(), self.commit_info(info):
             self.session.sql(f"DELETE FROM delta.`{self.uri(layer, table)}` WHERE {where}")
         log = self.log(layer, table)
         assert log is not None

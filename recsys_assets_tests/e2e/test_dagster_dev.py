@@ -8,6 +8,7 @@ subprocess, and the results are read back through Dagster's GraphQL API, as the 
 from mlflow import MlflowClient
 
 from recsys_assets import expectations
+from recsys_assets.assets.bronze import UNCHANGED
 from recsys_assets.registry import Verdict
 from recsys_assets.settings import Settings
 from recsys_assets_tests.e2e.conftest import DagsterDev, Refresh, failures, runs, sensor, tags
@@ -40,12 +41,15 @@ def rule_names(rules: tuple[expectations.Expectation, ...]) -> set[str]:
     return {r.name for r in (expectations.WELL_FORMED, *rules)}
 
 
-# (asset, check) pairs: the gates and one check per silver expectation.
+# (asset, check) pairs: the gates, one check per silver expectation and its unique key, and the
+# bronze check that no landing file changed after it was read.
 EXPECTED_CHECKS = {
     ("als_evaluation", "rmse_gate"),
     ("churn_model", "churn_gate"),
     *(("customers_silver", name) for name in rule_names(expectations.CUSTOMERS)),
     *(("sales_orders_silver", name) for name in rule_names(expectations.SALES_ORDERS)),
+    *((f"{source}_silver", "unique_key") for source in ("customers", "sales_orders")),
+    *((f"{source}_bronze", UNCHANGED) for source in ("customers", "sales_orders")),
 }
 
 ASSETS_QUERY = """

@@ -31,6 +31,15 @@ from recsys_assets_tests.processes import Service, kill_all, wait_for
 from recsys_assets_tests.support import DEPLOYMENT_ENV
 
 DATA = {"customers": 300, "days": 60, "seed": 7}
+# Later drops of ten days each: the models' 30-day window holds as much history as after the
+# first drop, where the challengers beat the popularity baseline (test_dagster_dev.py).
+LATER = {**DATA, "days": 10}
+REGISTRY_STEPS = {
+    "als_evaluation_rmse_gate",
+    "churn_model_churn_gate",
+    "als_champion",
+    "churn_champion",
+}
 BIN = Path(sys.executable).parent
 
 
@@ -90,10 +99,10 @@ def test_killed_runs_lose_nothing_and_the_daemon_goes_on(homes: dict[str, str], 
     # During training: the tables are written, the models are not.
     killed_run(homes, logs, "killed-in-training", r"als_challenger - STEP_START", 3)
     # During silver's MERGE, with a second drop to merge.
-    drops.append(datagen.generate(landing, **DATA, start_date=date(2024, 3, 1)))
+    drops.append(datagen.generate(landing, **LATER, start_date=date(2024, 3, 1)))
     killed_run(homes, logs, "killed-in-merge", r"sales_orders_silver_tables - .*violations", 0.3)
 
-    drops.append(datagen.generate(landing, **DATA, start_date=date(2024, 5, 1)))
+    drops.append(datagen.generate(landing, **LATER, start_date=date(2024, 3, 11)))
     instance = dg.DagsterInstance.from_config(homes["DAGSTER_HOME"])
     killed = [
         r.run_id for r in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
@@ -143,8 +152,17 @@ def test_two_materialise_all_runs_at_once_ingest_every_file_once(
     for run in runs:
         run.process.wait(timeout=900)
 
-    outcomes = {run.name: run.process.returncode for run in runs}
-    assert outcomes == {"first": 0, "second": 0}, "\n".join(r.log_tail() for r in runs)
+    # Writes that lose to the other run's commit are retried from the tables it left; only the
+    # registry may turn a run down (a challenger that no longer beats the champion just promoted).
+    failed_steps = {
+        run.name: set(
+            re.findall(r'STEP_FAILURE - Execution of step "(\w+)"', run.log_path.read_text())
+        )
+        for run in runs
+    }
+    logs = "\n".join(r.log_tail() for r in runs)
+    assert 0 in [run.process.returncode for run in runs], logs
+    assert all(steps <= REGISTRY_STEPS for steps in failed_steps.values()), (failed_steps, logs)
     assert bronze_rows_per_file(home) == rows_per_file([drop])
     silver = DeltaTable(str(home / "lakehouse" / "silver" / "sales_orders_silver"))
     assert silver.to_pyarrow_dataset().count_rows() == drop.orders

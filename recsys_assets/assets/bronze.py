@@ -159,8 +159,14 @@ def list_new_files(
     run_id: str,
 ) -> Listing:
     found, skipped = landing.scan(source)
-    candidates = [p for p in found if str(p) not in done or done[str(p)] is not None]
-    ready, changing = landing.settled(candidates)
+
+    def to_read(path: Path) -> bool:  # new, or rewritten since it was read
+        if str(path) not in done:
+            return True
+        before = done[str(path)]
+        return before is not None and before != signature(path)
+
+    ready, changing = landing.settled([p for p in found if to_read(p)])
     listing = Listing(skipped={**skipped, **changing})
     for path, now in ready.items():
         before = done.get(str(path))

@@ -174,7 +174,7 @@ def new_bronze_rows(lakehouse: Lakehouse, bronze: str, after: int, upto: int) ->
     else:
         rows = (
             lakehouse.changes(BRONZE, bronze, after, upto)
-            .where("_change_type = 'insert'")  # bronze only appends
+            .where("_change_type = 'insert'")  # removals make silver rebuild (removed_since)
             .drop("_change_type", "_commit_timestamp")
             .withColumnRenamed("_commit_version", BRONZE_VERSION)
         )

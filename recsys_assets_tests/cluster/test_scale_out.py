@@ -133,7 +133,7 @@ def champion(client: MlflowClient, model: str) -> str:
 def executor_output_bytes(event_logs: Path) -> dict[str, int]:
     """Bytes each executor's tasks wrote to storage, from Spark's event log (its task metrics)."""
     written: dict[str, int] = {}
-    for path in event_logs.iterdir():
+    for path in (p for p in event_logs.rglob("*") if p.is_file()):
         for line in path.read_text().splitlines():
             event = json.loads(line)
             if event["Event"] != "SparkListenerTaskEnd" or "Task Metrics" not in event:
@@ -162,6 +162,7 @@ def test_standalone_cluster_runs_the_graph_in_its_workers(
     event_logs.mkdir()
     (spark_conf / "spark-defaults.conf").write_text(
         f"spark.eventLog.enabled true\nspark.eventLog.dir {event_logs.as_uri()}\n"
+        "spark.eventLog.rolling.enabled false\nspark.eventLog.compress false\n"
     )
     target = deployment(tmp_path, "dagster.yaml", SPARK_MASTER=spark_cluster.url,
                         SPARK_LOCAL_IP=HOST, SPARK_CONF_DIR=str(spark_conf))  # fmt: skip

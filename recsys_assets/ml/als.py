@@ -116,15 +116,9 @@ def scored_top_k(
     """
     user_indexer, item_indexer, als_model = model.stages
     recs = als_model.recommendForUserSubset(user_indexer.transform(users), room)
-    ordered = F.sort_array(  # best first, ties by index (ALS leaves them in any order)
-        F.transform(
-            "recommendations",
-            lambda c: F.struct(-c["rating"], c["item_idx"].alias("item_idx"), c["rating"]),
-        )
-    )
+    # Ties by index: ALS leaves them in any order.
     lists = recs.select(
-        "user_idx",
-        F.transform(ordered, lambda c: F.struct(c["item_idx"], c["rating"])).alias("candidates"),
+        "user_idx", best_first(F.col("recommendations"), "item_idx", "rating").alias("candidates")
     )
     seen_idx = item_indexer.transform(user_indexer.transform(seen))
     top = first_k_unseen(
@@ -165,13 +159,21 @@ def popular_products(pairs: DataFrame, n: int) -> DataFrame:
     )
 
 
+def best_first(items: Column, item: str, score: str) -> Column:
+    """An array of (``item``, ``score``) structs sorted by score, highest first, ties by item."""
+    ordered = F.sort_array(
+        F.transform(
+            items, lambda c: F.struct(-c[score], c[item].alias(item), c[score].alias(score))
+        )
+    )
+    return F.transform(ordered, lambda c: F.struct(c[item].alias(item), c[score].alias(score)))
+
+
 def popular_list(pairs: DataFrame, n: int) -> DataFrame:
     """One row: ``candidates``, the ``n`` most popular products (product_id, score), best first."""
-    ordered = F.sort_array(
-        F.collect_list(F.struct((-F.col("score")).alias("_order"), "product_id", "score"))
-    )
+    products = F.collect_list(F.struct("product_id", "score"))
     return popular_products(pairs, n).agg(
-        F.transform(ordered, lambda c: F.struct(c["product_id"], c["score"])).alias("candidates")
+        best_first(products, "product_id", "score").alias("candidates")
     )
 
 

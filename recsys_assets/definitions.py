@@ -3,7 +3,7 @@
 import dagster as dg
 
 from recsys_assets.assets import als, bronze, churn, gold, silver
-from recsys_assets.jobs import refresh_job, rollback_job
+from recsys_assets.jobs import als_champion_job, churn_champion_job, refresh_job, rollback_job
 from recsys_assets.maintenance import maintain_tables
 from recsys_assets.reject import reject_landing_file
 from recsys_assets.resources.lakehouse import (
@@ -48,7 +48,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
         asset_checks=dg.load_asset_checks_from_modules([als, churn]),
-        jobs=[refresh_job, rollback_job(resources), maintain_tables, reject_landing_file],
+        jobs=[
+            refresh_job,
+            als_champion_job,
+            churn_champion_job,
+            rollback_job(resources),
+            maintain_tables,
+            reject_landing_file,
+        ],
         schedules=[daily_refresh, weekly_maintenance],
         sensors=[csv_drop_sensor, dead_run_sensor],
         resources=resources,

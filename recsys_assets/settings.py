@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 LANDING_TABLES = ("customers", "sales_orders")
+
+# The batch tables (customer_recommendations, churn_predictions) fail their freshness policy in
+# the UI when their last materialisation is older than this.
+BATCH_FRESHNESS_WINDOW = timedelta(hours=24)
 
 # Variables whose values may carry a credential (http://user:password@host,
 # sc://host:15002/;token=...).

@@ -1,8 +1,10 @@
-"""The code location as Dagster and its UI see it: jobs, resource config.
+"""The code location as Dagster and its UI see it: jobs, resource config, freshness policies.
 
 Pure definitions tests: nothing is materialised except a probe asset that reads two resources,
 and no Spark session starts. The repository snapshot is what a code server sends the webserver.
 """
+
+from datetime import timedelta
 
 import dagster as dg
 import mlflow
@@ -145,3 +147,19 @@ def test_a_mapping_passed_in_is_not_the_process_environment(tmp_path):
     snap = snapshot(build_definitions(settings))
     [mlflow_snap] = [r for r in snap.resources or [] if r.name == "mlflow"]
     assert mlflow_snap.configured_values["tracking_uri"] == f'"{TRACKING_URI}"'
+
+
+def test_the_batch_tables_must_be_fresh_every_day(plain_defs):
+    day = timedelta(hours=24)
+    specs = {spec.key.to_user_string(): spec for spec in plain_defs.resolve_all_asset_specs()}
+    with_policy = {key for key, spec in specs.items() if spec.freshness_policy is not None}
+    assert with_policy == {"customer_recommendations", "churn_predictions"}
+    for key in with_policy:
+        policy = specs[key].freshness_policy
+        assert isinstance(policy, dg.FreshnessPolicy)
+        assert policy.fail_window.to_timedelta() == day
+
+    # And as the UI gets them, in the repository snapshot.
+    snap = {n.asset_key.to_user_string(): n for n in snapshot(plain_defs).asset_nodes}
+    assert snap["customer_recommendations"].freshness_policy.fail_window.to_timedelta() == day
+    assert snap["churn_predictions"].freshness_policy == specs["churn_predictions"].freshness_policy

@@ -28,11 +28,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/recsys-generate --out $(RECSYS_HOME)/landing $(DEMO_ARGS)
-	$(BIN)/dagster asset materialize -m recsys_assets.definitions --select '*'
+	$(BIN)/dg launch --assets '*'
 	@echo "Every asset is materialised. Delta tables: $(RECSYS_HOME)/lakehouse/<layer>/<table>;"
 	@echo "MLflow store: $(RECSYS_HOME)/mlflow (browse it with 'make mlflow'); UI: 'make dev'."
 
-test: setup
+# `dg check defs` first: it loads the code location in seconds, before any Spark starts.
+test: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dg check defs
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -49,7 +51,7 @@ test-cluster: setup
 	$(BIN)/pytest recsys_assets_tests/cluster
 
 dev: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 mlflow: setup
 	mkdir -p $(RECSYS_HOME)/mlflow
@@ -63,7 +65,7 @@ bench: setup
 
 # OPTIMIZE and VACUUM every Delta table (also a weekly schedule, off by default, in `make dev`).
 maintain: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster job execute -m recsys_assets.definitions -j maintain_tables
+	$(BIN)/dg launch --job maintain_tables
 
 lint: setup
 	$(BIN)/ruff check --fix .

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from recsys_assets.assets import als, bronze, churn, gold, silver
-from recsys_assets.jobs import refresh_job, rollback_job
+from recsys_assets.jobs import als_champion_job, churn_champion_job, refresh_job, rollback_job
 from recsys_assets.maintenance import maintain_tables
 from recsys_assets.reject import reject_landing_file
 from recsys_assets.resources.lakehouse import (
@@ -20,8 +20,17 @@ from recsys_assets.sensors import csv_drop_sensor, dead_run_sensor
 from recsys_assets.settings import Settings
 
 
+def from_env(settings: Settings, name: str, value: str | None) -> str | None:
+    """``dg.EnvVar(name)`` if ``value`` came from that environment variable, else ``value``:
+    Dagster resolves it at run time and the UI shows only the variable's name."""
+    return dg.EnvVar(name) if name in settings.from_process_env else value
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
-    spark = SparkResource(master=settings.spark_master, remote=settings.spark_remote)
+    spark = SparkResource(
+        master=settings.spark_master,
+        remote=from_env(settings, "SPARK_REMOTE", settings.spark_remote),
+    )
     lakehouse = Lakehouse(root_uri=settings.lakehouse_uri, spark=spark)
     return {
         "spark": spark,
@@ -35,8 +44,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "recommendation_policy": als.RecommendationPolicy(),
         "mlflow": MlflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            registry_uri=settings.mlflow_registry_uri,
+            tracking_uri=from_env(settings, "MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
+            registry_uri=from_env(settings, "MLFLOW_REGISTRY_URI", settings.mlflow_registry_uri),
             artifact_root=settings.mlflow_artifact_root,
             spark_staging_uri=settings.spark_staging_uri,
         ),
@@ -48,7 +57,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
         asset_checks=dg.load_asset_checks_from_modules([als, churn]),
-        jobs=[refresh_job, rollback_job(resources), maintain_tables, reject_landing_file],
+        jobs=[
+            refresh_job,
+            als_champion_job,
+            churn_champion_job,
+            rollback_job(resources),
+            maintain_tables,
+            reject_landing_file,
+        ],
         schedules=[daily_refresh, weekly_maintenance],
         sensors=[csv_drop_sensor, dead_run_sensor],
         resources=resources,

@@ -16,6 +16,21 @@ refresh_job = dg.define_asset_job(
     description="Ingest new CSV drops and rebuild every table and model downstream of them.",
 )
 
+
+def champion_job(champion: str):
+    """One model's whole chain, from the landing files to its champion alias."""
+    return dg.define_asset_job(
+        f"{champion}_job",
+        selection=dg.AssetSelection.assets(champion).upstream(),
+        executor_def=dg.in_process_executor,
+        description=f"Ingest, rebuild, retrain and gate everything {champion} needs, then "
+        "promote the challenger if it passed (no batch scoring).",
+    )
+
+
+als_champion_job = champion_job("als_champion")
+churn_champion_job = champion_job("churn_champion")
+
 # The batch table each registered model scores.
 SCORED_BY = {ALS_MODEL: "customer_recommendations", "churn_model": "churn_predictions"}
 

@@ -15,9 +15,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 LANDING_TABLES = ("customers", "sales_orders")
+
+# The batch tables (customer_recommendations, churn_predictions) fail their freshness policy in
+# the UI when their last materialisation is older than this.
+BATCH_FRESHNESS_WINDOW = timedelta(hours=24)
+
+# Variables whose values may carry a credential (http://user:password@host,
+# sc://host:15002/;token=...).
+SECRET_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "SPARK_REMOTE")
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,9 @@ class Settings:
     mlflow_registry_uri: str | None
     landing_settle_seconds: float = 5.0  # a landing file is read once unchanged for this long
     landing_reingest_changed: bool = False  # a file rewritten after ingestion is read again
+    # Which of SECRET_VARS were read from this process's environment: the resources take
+    # dg.EnvVar(name) for them, so Dagster stores and shows the name, never the value.
+    from_process_env: frozenset[str] = frozenset()
 
     @property
     def mlflow_artifact_root(self) -> str | None:
@@ -63,4 +75,9 @@ class Settings:
             landing_settle_seconds=float(env.get("RECSYS_LANDING_SETTLE_SECONDS") or 5),
             landing_reingest_changed=env.get("RECSYS_REINGEST_CHANGED", "0").lower()
             in ("1", "true", "yes"),
+            # Only the process environment is there again when Dagster resolves an EnvVar at
+            # run time; values from a mapping passed in (tests) stay plain values.
+            from_process_env=frozenset(v for v in SECRET_VARS if env.get(v))
+            if env is os.environ
+            else frozenset(),
         )

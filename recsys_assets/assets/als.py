@@ -23,6 +23,7 @@ from recsys_assets.ml.als import RANKING_METRICS, K, split_bucket
 from recsys_assets.registry import LIMIT, Registry, Requirement, registered_version
 from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets.resources.mlflow import MlflowResource
+from recsys_assets.settings import BATCH_FRESHNESS_WINDOW
 from recsys_assets.tables import GOLD, ML, in_layer
 
 MODEL_NAME = "als_recommendation_model"
@@ -33,6 +34,8 @@ PIP_REQUIREMENTS = [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow_version
 # ready steps by this priority), so it follows a promotion in the same run, yet it does not
 # depend on the champion asset, which a failed gate would skip.
 SCORE_LAST = {"dagster/priority": "-1"}
+# The batch tables are expected fresh every day (the UI shows it; settings.py sets the window).
+BATCH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=BATCH_FRESHNESS_WINDOW)
 
 __all__ = ["split_bucket"]  # re-exported for tests and benchmarks
 
@@ -350,6 +353,7 @@ def recommendations_table(
     kinds={"spark", "mlflow", "delta"},
     metadata=in_layer(GOLD),
     op_tags=SCORE_LAST,
+    freshness_policy=BATCH_FRESHNESS,
 )
 def customer_recommendations(
     context: dg.AssetExecutionContext,

@@ -15,7 +15,7 @@ from mlflow import log_metric, log_params, register_model, set_tag, start_run
 from mlflow import sklearn as mlflow_sklearn
 from pyspark.sql import DataFrame
 
-from recsys_assets.assets.als import SCORE_LAST
+from recsys_assets.assets.als import BATCH_FRESHNESS, SCORE_LAST
 from recsys_assets.ml import churn as ml
 from recsys_assets.ml.churn import (
     AUC_TAG,
@@ -339,6 +339,7 @@ def promote(version: str, run_id: str, tracking: MlflowResource) -> dg.Materiali
     ins={"customer_features": dg.AssetIn(input_manager_key=PANDAS_IO_MANAGER)},
     io_manager_key=PANDAS_IO_MANAGER,
     op_tags=SCORE_LAST,
+    freshness_policy=BATCH_FRESHNESS,
 )
 def churn_predictions(
     context: dg.AssetExecutionContext,

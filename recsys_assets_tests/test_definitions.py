@@ -1,0 +1,165 @@
+"""The code location as Dagster and its UI see it: jobs, resource config, freshness policies.
+
+Pure definitions tests: nothing is materialised except a probe asset that reads two resources,
+and no Spark session starts. The repository snapshot is what a code server sends the webserver.
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+import mlflow
+import pytest
+from dagster._core.remote_representation.external_data import (
+    RepositorySnap,
+    ResourceConfigEnvVarSnap,
+)
+from dagster_shared.serdes import serialize_value
+
+from recsys_assets.definitions import build_definitions
+from recsys_assets.resources.mlflow import MlflowResource
+from recsys_assets.resources.spark import SparkResource
+from recsys_assets.settings import SECRET_VARS, Settings
+
+PASSWORD, TOKEN = "pw-5f3a9c", "tok-81d2e7"  # unique strings, so a search for them is exact
+TRACKING_URI = f"http://user:{PASSWORD}@127.0.0.1:5999"
+REGISTRY_URI = f"http://user:{PASSWORD}@127.0.0.1:5998"
+SPARK_REMOTE = f"sc://127.0.0.1:15002/;token={TOKEN}"
+
+
+def snapshot(defs: dg.Definitions) -> RepositorySnap:
+    return RepositorySnap.from_def(defs.get_repository_def())
+
+
+def env(name: str) -> ResourceConfigEnvVarSnap:
+    """How the snapshot holds a value given as ``dg.EnvVar(name)``."""
+    return ResourceConfigEnvVarSnap(name=name)
+
+
+@pytest.fixture
+def plain_defs(tmp_path) -> dg.Definitions:
+    return build_definitions(Settings.from_env({"RECSYS_HOME": str(tmp_path)}))
+
+
+def upstream_closure(graph, key: dg.AssetKey) -> set[dg.AssetKey]:
+    """``key`` and every asset it depends on, walked along the graph's parent edges."""
+    seen, todo = set(), [key]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node).parent_keys)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("champion", "includes", "excludes"),
+    [
+        (
+            "als_champion",
+            ["als_train", "als_test", "als_challenger", "als_evaluation", "customers_bronze"],
+            ["customer_recommendations", "churn_model", "churn_champion", "customer_features"],
+        ),
+        (
+            "churn_champion",
+            ["churn_training_set", "churn_model", "customers_bronze", "sales_orders_bronze"],
+            ["churn_predictions", "als_champion", "als_challenger", "customer_recommendations"],
+        ),
+    ],
+)
+def test_champion_jobs_run_exactly_their_models_chain(plain_defs, champion, includes, excludes):
+    job_name = f"{champion}_job"
+    job = plain_defs.resolve_job_def(job_name)
+    assert job.executor_def is dg.in_process_executor  # one Spark session (one JVM) per run
+
+    snap = snapshot(plain_defs)
+    in_job = {node.asset_key for node in snap.asset_nodes if job_name in node.job_names}
+    graph = plain_defs.resolve_asset_graph()
+    assert in_job == upstream_closure(graph, dg.AssetKey(champion))
+    assert {dg.AssetKey(name) for name in includes} <= in_job
+    assert not {dg.AssetKey(name) for name in excludes} & in_job
+
+    # The blocking gate runs in the job, so a losing challenger never reaches the champion step.
+    checks = {c.name for c in snap.asset_check_nodes or [] if job_name in c.job_names}
+    assert {"rmse_gate" if champion == "als_champion" else "churn_gate"} <= checks
+
+
+@pytest.fixture
+def secret_env(monkeypatch, tmp_path):
+    """URIs carrying credentials in the process environment; MLflow's global URIs restored."""
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", TRACKING_URI)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", REGISTRY_URI)
+    monkeypatch.setenv("SPARK_REMOTE", SPARK_REMOTE)
+    # MlflowResource sets these if unset; set here, monkeypatch removes them afterwards.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    yield
+    mlflow.set_tracking_uri(tracking)  # the resource's setup set them for this process
+    mlflow.set_registry_uri(registry)
+
+
+def test_uris_from_the_environment_reach_the_ui_as_variable_names(secret_env):
+    defs = build_definitions(Settings.from_env())
+    snap = snapshot(defs)
+
+    configured = {r.name: r.configured_values for r in snap.resources or []}
+    assert configured["mlflow"]["tracking_uri"] == env("MLFLOW_TRACKING_URI")
+    assert configured["mlflow"]["registry_uri"] == env("MLFLOW_REGISTRY_URI")
+    assert configured["spark"]["remote"] == env("SPARK_REMOTE")
+    assert set(SECRET_VARS) <= set(snap.utilized_env_vars or {})  # the UI's env var list
+    serialized = serialize_value(snap)
+    assert PASSWORD not in serialized and TOKEN not in serialized
+
+
+def test_a_run_resolves_the_variables_to_their_values(secret_env):
+    defs = build_definitions(Settings.from_env())
+    seen = {}
+
+    @dg.asset
+    def probe(mlflow: MlflowResource, spark: SparkResource) -> dg.MaterializeResult:
+        seen.update(tracking=mlflow.tracking_uri, registry=mlflow.registry_uri, remote=spark.remote)
+        return dg.MaterializeResult()
+
+    resources = {"mlflow": defs.resources["mlflow"], "spark": defs.resources["spark"]}
+    assert dg.materialize([probe], resources=resources).success
+    assert seen == {"tracking": TRACKING_URI, "registry": REGISTRY_URI, "remote": SPARK_REMOTE}
+
+
+def test_the_embedded_defaults_stay_plain_values(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    for name in SECRET_VARS:  # MLflow sets MLFLOW_TRACKING_URI in os.environ once used
+        monkeypatch.delenv(name, raising=False)
+    snap = snapshot(build_definitions(Settings.from_env()))
+
+    configured = {r.name: r.configured_values for r in snap.resources or []}
+    assert configured["mlflow"]["tracking_uri"] == f'"sqlite:///{tmp_path}/mlflow/mlflow.db"'
+    assert configured["spark"]["remote"] == "null"
+    assert "registry_uri" not in configured["mlflow"]  # None: the tracking URI
+
+
+def test_a_mapping_passed_in_is_not_the_process_environment(tmp_path):
+    # An EnvVar would be resolved from os.environ at run time, where this value is not.
+    settings = Settings.from_env(
+        {"RECSYS_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": TRACKING_URI}
+    )
+    assert settings.from_process_env == frozenset()
+    snap = snapshot(build_definitions(settings))
+    [mlflow_snap] = [r for r in snap.resources or [] if r.name == "mlflow"]
+    assert mlflow_snap.configured_values["tracking_uri"] == f'"{TRACKING_URI}"'
+
+
+def test_the_batch_tables_must_be_fresh_every_day(plain_defs):
+    day = timedelta(hours=24)
+    specs = {spec.key.to_user_string(): spec for spec in plain_defs.resolve_all_asset_specs()}
+    with_policy = {key for key, spec in specs.items() if spec.freshness_policy is not None}
+    assert with_policy == {"customer_recommendations", "churn_predictions"}
+    for key in with_policy:
+        policy = specs[key].freshness_policy
+        assert isinstance(policy, dg.FreshnessPolicy)
+        assert policy.fail_window.to_timedelta() == day
+
+    # And as the UI gets them, in the repository snapshot.
+    snap = {n.asset_key.to_user_string(): n for n in snapshot(plain_defs).asset_nodes}
+    assert snap["customer_recommendations"].freshness_policy.fail_window.to_timedelta() == day
+    assert snap["churn_predictions"].freshness_policy == specs["churn_predictions"].freshness_policy

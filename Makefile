@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test test-e2e test-cluster dev mlflow bench lint clean maintain
+.PHONY: setup demo test test-e2e test-cluster test-servers chromium postgresql dev mlflow bench lint clean maintain
 
 setup: $(BIN)/.installed
 
@@ -40,15 +40,24 @@ test: setup $(DAGSTER_HOME)/dagster.yaml
 
 # End to end, as a user meets it: `dagster dev`, a CSV drop, the sensor's run, the UI in
 # Debian's headless chromium (installed here if missing). A few minutes.
-test-e2e: setup
-	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+test-e2e: setup chromium
 	$(BIN)/pytest recsys_assets_tests/e2e
 
 # Scale-out, on loopback: PostgreSQL (Debian's, installed here if missing), an MLflow server on
 # it, a Spark standalone cluster and a Spark Connect server; the same graph on each. A few minutes.
-test-cluster: setup
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+test-cluster: setup postgresql
 	$(BIN)/pytest recsys_assets_tests/cluster
+
+# Both at once (what CI runs): they wait on servers, sensors and subprocesses more than on the
+# cores. The system packages come first, one apt at a time; each suite's output stays together.
+test-servers: setup chromium postgresql
+	$(MAKE) -j2 --output-sync=target test-e2e test-cluster
+
+# Debian packages the two suites above need, installed if missing.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+postgresql:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
 dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000

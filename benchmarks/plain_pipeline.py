@@ -103,24 +103,20 @@ def recommender(
     test = lake.save_and_use(interactions.where(bucket >= split.train_percent), "ml", "als_test")
 
     config = als.ALSConfig()
-    rows = train.count()
+    train.count()  # as als_challenger does, to refuse an empty training set
     with mlflow_run(
         experiment_id=tracking.experiment_id(als.EXPERIMENT), run_name="als_challenger"
     ):
         log_params(config.model_dump())
-        log_params(
-            {
-                "train_table": lake.uri("ml", "als_train"),
-                "train_delta_version": lake.lakehouse.version("ml", "als_train"),
-                "train_rows": rows,
-            }
-        )
+        tracking.log_table(lake.lakehouse, "ml", "als_train", "training")
         model = als.als_pipeline(config).fit(train)
-        version = als.register_challenger(model, train, tracking)
+        version = als.register_challenger(model, train, tracking, run_id)
 
     # A fresh home has no champion: the challenger is the one model evaluated.
     data = ml_als.held_out(train, test)
     with mlflow_run(experiment_id=tracking.experiment_id(als.EXPERIMENT), run_name="evaluation"):
+        for table in ("als_train", "als_test"):
+            tracking.log_table(lake.lakehouse, "ml", table, "evaluation")
         results = ml_als.evaluate_models({"challenger": model}, data)
         log_param("challenger_model_uri", als.model_uri(version))
         for role, values in results.items():
@@ -184,6 +180,7 @@ def churn_model(
     tags = {DAGSTER_RUN_TAG: run_id}
     experiment = tracking.experiment_id(churn.EXPERIMENT)
     with mlflow_run(experiment_id=experiment, run_name="churn_candidates", tags=tags) as parent:
+        tracking.log_table(lake.lakehouse, "ml", "churn_training_set", "training")
         log_params(
             {
                 "train_rows": len(splits.train),
@@ -196,9 +193,9 @@ def churn_model(
         best = max(candidates, key=lambda c: c.roc_auc)
         log_metric(ml_churn.AUC_TAG, best.roc_auc)
         set_tag("best_candidate", best.name)
-        version = str(register_model(best.model_uri, churn.MODEL_NAME, tags=tags).version)
+        version = str(register_model(best.model_uri, churn.MODEL_NAME).version)
         churn.evaluate_on_test(best.model_uri, splits.test)
-    Registry(tracking.client, churn.MODEL_NAME).mark_challenger(version)
+    Registry(tracking.client, churn.MODEL_NAME).mark_challenger(version, run_id, "churn_model")
     churn.evaluate_gate(run_id, tracking, version, splits.test)
     churn.promote(version, run_id, tracking)
 

@@ -26,6 +26,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 VALIDATION_TAG = "validation"  # the verdict, one JSON document (see ``judge``)
 PREVIOUS_CHAMPION_TAG = "previous_champion_version"  # on a champion: the version it replaced
+DAGSTER_RUN_TAG, DAGSTER_ASSET_TAG = "dagster_run_id", "dagster_asset"  # what trained a version
 PASSED, FAILED, ROLLED_BACK = "PASSED", "FAILED", "ROLLED_BACK"
 NO_CHAMPION = "none"
 LIMIT = "limit"  # a Requirement against a fixed value instead of another model's metric
@@ -182,8 +183,11 @@ class Registry:
     def verdict(self, version: str) -> Verdict | None:
         return Verdict.from_tags(self.version(version).tags)
 
-    def mark_challenger(self, version: str) -> None:
-        """Point ``challenger`` at a newly registered version (for people browsing MLflow)."""
+    def mark_challenger(self, version: str, dagster_run_id: str, asset: str) -> None:
+        """Tag a newly registered version with the Dagster run and asset that trained it, then
+        point ``challenger`` at it (for people browsing MLflow)."""
+        for key, value in {DAGSTER_RUN_TAG: dagster_run_id, DAGSTER_ASSET_TAG: asset}.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
         self.client.set_registered_model_alias(self.name, CHALLENGER, version)
 
     def judge(

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 from mlflow import spark as mlflow_spark
+from mlflow.data import get_source
 from pyspark.sql import functions as F
 
 from recsys_assets.assets import als
@@ -18,7 +19,8 @@ from recsys_assets.definitions import build_definitions
 from recsys_assets.registry import Registry
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.settings import Settings
-from recsys_assets_tests.support import generate, read_table
+from recsys_assets.tables import table_uri
+from recsys_assets_tests.support import delta_table, generate, read_table
 
 MODEL_ASSETS = ["als_challenger", "als_evaluation", "als_champion", "customer_recommendations"]
 
@@ -70,6 +72,36 @@ def evaluation_params(settings: Settings, run_id: str) -> dict[str, str]:
         f"attributes.run_name = 'evaluation' AND tags.dagster_run_id = '{run_id}'",
     )
     return run.data.params
+
+
+def assert_runs_link_tables_and_versions(settings: Settings, result) -> None:
+    """The challenger's and the evaluation's MLflow runs name the Delta versions they read; the
+    registered version names the Dagster run and asset that trained it."""
+    client = mlflow_resource(settings).client
+    [challenger] = result.asset_materializations_for_node("als_challenger")
+    [evaluation] = result.asset_materializations_for_node("als_evaluation")
+    for event, context, tables in [
+        (challenger, "training", {"als_train"}),
+        (evaluation, "evaluation", {"als_train", "als_test"}),
+    ]:
+        run = client.get_run(event.metadata["mlflow_run"].value.rsplit("/", 1)[-1])
+        inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+        assert set(inputs) == tables
+        for name, logged in inputs.items():
+            table = delta_table(settings, "ml", name)  # delta-rs
+            source = get_source(logged.dataset)
+            assert source.path == table_uri(settings.lakehouse_uri, "ml", name)
+            assert source.delta_table_version == table.version()
+            assert event.metadata[f"{name}_delta_version"].value == table.version()
+            assert event.metadata[f"{name}_digest"].value == logged.dataset.digest
+            assert {t.key: t.value for t in logged.tags} == {"mlflow.data.context": context}
+    version = str(challenger.metadata["model_version"].value)
+    registered = client.get_model_version(MODEL_NAME, version)
+    assert registered.tags["dagster_run_id"] == result.run_id
+    assert registered.tags["dagster_asset"] == "als_challenger"
+    assert challenger.metadata["mlflow_run"].value.endswith(registered.run_id)
+    link = challenger.metadata["mlflow_model_version"].value
+    assert link.endswith(f"/#/models/{MODEL_NAME}/versions/{version}")
 
 
 def champion_version(settings: Settings) -> str | None:
@@ -139,6 +171,7 @@ def test_the_gate_blocks_a_better_rmse_that_ranks_worse_and_scoring_goes_on(
     instance = dg.DagsterInstance.ephemeral()
     first = run(settings, instance, MODEL_ASSETS, CHAMPION_CONFIG)
     assert first.success
+    assert_runs_link_tables_and_versions(settings, first)
     verdict = gate(first)
     assert verdict.passed and verdict.metadata["champion_version"].value == "none"
     assert champion_version(settings) == "1" and scored_version(first) == 1

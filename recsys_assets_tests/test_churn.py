@@ -11,9 +11,10 @@ import dagster as dg
 import mlflow
 import pandas as pd
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 from mlflow import MlflowClient
 from mlflow import sklearn as mlflow_sklearn
+from mlflow.data import get_source
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.autologging_utils import autologging_is_disabled
 from sklearn.dummy import DummyClassifier
@@ -32,6 +33,7 @@ from recsys_assets.registry import (
 )
 from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
 from recsys_assets.settings import Settings
+from recsys_assets.tables import table_uri
 from recsys_assets_tests.support import generate, read_table
 
 CUSTOMERS, DAYS = 400, 90  # ~6k orders; about 100 validation customers
@@ -150,6 +152,14 @@ def test_best_candidate_is_registered_gated_and_promoted_to_champion(trained):
     model = trained.result.asset_materializations_for_node("churn_model")[0].metadata
     assert model["test_roc_auc"].value == pytest.approx(test_auc)  # mlflow.models.evaluate's
     run = registry(trained.settings).get_run(model["mlflow_run"].value.rsplit("/", 1)[-1])
+    [training] = [i for i in run.inputs.dataset_inputs if i.dataset.name == "churn_training_set"]
+    source = get_source(training.dataset)
+    path = table_uri(trained.settings.lakehouse_uri, "ml", "churn_training_set")
+    assert source.path == path and source.delta_table_version == DeltaTable(path).version()
+    assert {t.key: t.value for t in training.tags} == {"mlflow.data.context": "training"}
+    assert model["churn_training_set_delta_version"].value == source.delta_table_version
+    assert champion.tags["dagster_asset"] == "churn_model"
+    assert model["mlflow_model_version"].value.endswith("/#/models/churn_model/versions/1")
     artifacts = {a.path for a in registry(trained.settings).list_artifacts(run.info.run_id)}
     assert {"roc_curve_plot.png", "precision_recall_curve_plot.png"} <= artifacts, artifacts
     assert "confusion_matrix.png" in artifacts

@@ -6,6 +6,8 @@ loader) must read it back with the same predictions. The Connect side itself run
 real Connect server in ``make test-cluster``.
 """
 
+import logging
+
 import mlflow
 from mlflow import spark as mlflow_spark
 from mlflow.models import Model
@@ -16,8 +18,9 @@ from recsys_assets.resources.mlflow_spark import _StagedSparkFlavor
 
 
 def test_a_model_logged_through_the_staging_folder_is_a_spark_flavour_model(
-    spark, settings, tmp_path
+    spark, settings, tmp_path, caplog, monkeypatch
 ):
+    monkeypatch.setattr(logging.getLogger("mlflow"), "propagate", True)  # for caplog
     rows = [(c, f"p{(c * 7 + i) % 9}", 1.0 + i % 3) for c in range(30) for i in range(6)]
     data = spark.createDataFrame(
         rows, "customer_id long, product_id string, interaction_weight double"
@@ -28,13 +31,15 @@ def test_a_model_logged_through_the_staging_folder_is_a_spark_flavour_model(
 
     with mlflow.start_run():
         logged = Model.log(
-            artifact_path="model",
+            artifact_path=None,
+            name="model",
             flavor=_StagedSparkFlavor,
             spark_model=model,
             staging_uri=str(staging),
             pip_requirements=["pyspark"],
         )
 
+    assert "deprecated" not in caplog.text  # MLflow 3's name=, not artifact_path=
     loaded = mlflow_spark.load_model(logged.model_uri)
     expected = model.transform(data).select("customer_id", "product_id", "prediction")
     actual = loaded.transform(data).select(

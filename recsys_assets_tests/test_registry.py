@@ -95,7 +95,10 @@ def test_judge_writes_one_tag_and_promote_acts_on_the_pinned_version(models):
     assert verdict["champion_version"] == "none"
     assert verdict["metrics"]["challenger_rmse"] == 0.5
 
-    models.mark_challenger("2")  # the alias points elsewhere: promote ignores it
+    models.mark_challenger("2", "run-2", "als_challenger")  # promote ignores this alias
+    assert models.with_alias(reg.CHALLENGER).version == 2
+    tags = models.version("2").tags  # what trained it
+    assert tags == {reg.DAGSTER_RUN_TAG: "run-2", reg.DAGSTER_ASSET_TAG: "als_challenger"}
     with pytest.raises(dg.Failure, match="No gate judged"):
         models.promote("1", "run-2")  # the verdict was given in run-1
     assert models.promote("1", "run-1") is None
@@ -114,7 +117,7 @@ def test_rollback_restores_the_previous_champion_and_is_never_promoted_again(mod
     models.judge("1", None, scores((0.5, 0.3)), ALS, "r1")
     models.promote("1", "r1")
     models.judge("2", "1", scores((0.4, 0.3), (0.5, 0.3)), ALS, "r2")
-    models.mark_challenger("2")
+    models.mark_challenger("2", "r2", "als_challenger")
     assert models.promote("2", "r2") == "1"
 
     assert models.rollback("r3") == ("2", "1")

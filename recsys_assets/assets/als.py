@@ -115,21 +115,23 @@ def als_pipeline(config: ALSConfig) -> Pipeline:
     )
 
 
-def register_challenger(model: PipelineModel, train: DataFrame, mlflow: MlflowResource) -> str:
+def register_challenger(
+    model: PipelineModel, train: DataFrame, mlflow: MlflowResource, dagster_run_id: str
+) -> str:
     """Log the fitted model to the active MLflow run with its signature and an input example,
     register it as a new version with alias ``challenger``; returns the version."""
     example = train.select("customer_id", "product_id").limit(5).toPandas()
     predictions = model.transform(train.sparkSession.createDataFrame(example))
     logged = mlflow.log_spark_model(
         model,
-        artifact_path="model",
+        name="model",
         signature=infer_signature(example, predictions.select("prediction").toPandas()),
         input_example=example,
         registered_model_name=MODEL_NAME,
         pip_requirements=PIP_REQUIREMENTS,  # inferring them starts a second JVM
     )
     version = str(logged.registered_model_version)
-    registry(mlflow).mark_challenger(version)
+    registry(mlflow).mark_challenger(version, dagster_run_id, "als_challenger")
     return version
 
 
@@ -148,23 +150,24 @@ def als_challenger(
             "als_train is empty: als_interactions_30d has no interactions in its window. "
             "Ingest orders (see the landing folder) or widen window_days."
         )
-    train_version = lakehouse.version(ML, "als_train")
     with mlflow.start_run(context, "als_challenger", experiment=EXPERIMENT) as run:
         log_params(config.model_dump())
-        log_params(
-            {
-                "train_table": lakehouse.uri(ML, "als_train"),
-                "train_delta_version": -1 if train_version is None else train_version,
-                "train_rows": rows,
-            }
+        train = mlflow.log_table(lakehouse, ML, "als_train", "training")
+        context.log.info(
+            f"Fitting ALS (rank {config.rank}, {config.max_iter} iterations) on {rows} "
+            f"interactions of als_train v{train.version}"
         )
-        version = register_challenger(als_pipeline(config).fit(als_train), als_train, mlflow)
+        model = als_pipeline(config).fit(als_train)
+        version = register_challenger(model, als_train, mlflow, context.run_id)
     return dg.MaterializeResult(
         metadata={
             # The version the gate and the champion act on (registry.registered_version).
             "model_version": dg.MetadataValue.int(int(version)),
             "model_uri": model_uri(version),
             "mlflow_run": mlflow.run_url(run),
+            "mlflow_model_version": mlflow.model_version_url(MODEL_NAME, version),
+            **train.metadata(),
+            **lakehouse.spark.ui_metadata(),
             "train_rows": dg.MetadataValue.int(rows),
             **{k: v for k, v in config.model_dump().items()},
         }
@@ -202,6 +205,7 @@ def als_evaluation(
     als_train: DataFrame,
     als_test: DataFrame,
     mlflow: MlflowResource,
+    lakehouse: Lakehouse,
     recommendation_policy: RecommendationPolicy,
 ) -> DataFrame:
     """Challenger, champion and popularity on als_test: preference RMSE and ranking@10 of the
@@ -215,7 +219,12 @@ def als_evaluation(
     exclude_purchased = recommendation_policy.exclude_purchased
     data = ml.held_out(als_train, als_test, K, config.negative_seed, exclude_purchased)
     with mlflow.start_run(context, "evaluation", experiment=EXPERIMENT) as run:
+        datasets = [
+            mlflow.log_table(lakehouse, ML, t, "evaluation") for t in ("als_train", "als_test")
+        ]
         loaded = {role: mlflow.load_spark_model(model_uri(v)) for role, v in versions.items()}
+        scored = ", ".join(f"{role} v{version}" for role, version in versions.items())
+        context.log.info(f"Scoring {scored} and popularity on als_test")
         try:
             results = ml.evaluate_models(loaded, data)
         except ml.NothingToScore as error:
@@ -231,6 +240,7 @@ def als_evaluation(
     context.add_output_metadata(
         {
             "mlflow_run": mlflow.run_url(run),
+            **{k: v for dataset in datasets for k, v in dataset.metadata().items()},
             "exclude_purchased": exclude_purchased,
             **{f"{role}_version": dg.MetadataValue.int(int(v)) for role, v in versions.items()},
             **{
@@ -370,6 +380,8 @@ def customer_recommendations(
             "customer gets the popularity list (source=popularity)."
         )
     model = mlflow.load_spark_model(model_uri(champion)) if champion else None
+    if champion:  # the scoring itself runs as the table is written
+        context.log.info(f"Scoring current customers with {MODEL_NAME} v{champion}")
     # The evaluation left out what each customer bought in training; serving, all they bought.
     table = recommendations_table(
         model,

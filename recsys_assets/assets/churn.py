@@ -31,7 +31,7 @@ from recsys_assets.ml.churn import (
     Splits,
 )
 from recsys_assets.registry import LIMIT, Registry, Requirement, registered_version
-from recsys_assets.resources.lakehouse import PANDAS_IO_MANAGER
+from recsys_assets.resources.lakehouse import PANDAS_IO_MANAGER, Lakehouse
 from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
 from recsys_assets.tables import GOLD, ML, in_layer
 
@@ -200,6 +200,7 @@ def churn_model(
     context: dg.AssetExecutionContext,
     config: ChurnModelConfig,
     mlflow: MlflowResource,
+    lakehouse: Lakehouse,
     churn_training_set: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Autologged candidates, the best on validation registered as challenger, test-evaluated."""
@@ -207,14 +208,19 @@ def churn_model(
         splits = ml.split_for_training(churn_training_set, config.min_rows)
     except ml.Unlearnable as error:
         raise dg.Failure(str(error)) from error
-    return register_best_candidate(context, mlflow, splits)
+    return register_best_candidate(context, mlflow, lakehouse, splits)
 
 
 def register_best_candidate(
-    context: dg.AssetExecutionContext, tracking: MlflowResource, splits: Splits
+    context: dg.AssetExecutionContext,
+    tracking: MlflowResource,
+    lakehouse: Lakehouse,
+    splits: Splits,
 ) -> dg.MaterializeResult:
     tags = {DAGSTER_RUN_TAG: context.run_id}
     with tracking.start_run(context, run_name="churn_candidates", experiment=EXPERIMENT) as parent:
+        # The table, once, on the parent: autolog logs each candidate's own train split.
+        dataset = tracking.log_table(lakehouse, ML, "churn_training_set", "training")
         log_params(
             {
                 "train_rows": len(splits.train),
@@ -229,13 +235,11 @@ def register_best_candidate(
         log_metric(AUC_TAG, best.roc_auc)
         set_tag("best_candidate", best.name)
         version = register_model(
-            best.model_uri,
-            MODEL_NAME,
-            tags={AUC_TAG: repr(best.roc_auc), CANDIDATE_TAG: best.name, **tags},
+            best.model_uri, MODEL_NAME, tags={AUC_TAG: repr(best.roc_auc), CANDIDATE_TAG: best.name}
         ).version
         set_tag("registered_version", version)
         test_metrics = evaluate_on_test(best.model_uri, splits.test)
-    registry(tracking).mark_challenger(str(version))
+    registry(tracking).mark_challenger(str(version), context.run_id, "churn_model")
     context.log.info(f"{MODEL_NAME} v{version} ({best.name}, AUC {best.roc_auc:.4f}) is challenger")
     return dg.MaterializeResult(
         metadata={
@@ -243,6 +247,8 @@ def register_best_candidate(
             "model_version": dg.MetadataValue.int(int(version)),
             "candidates": dg.MetadataValue.md(ml.candidates_table(candidates, best)),
             "mlflow_run": tracking.run_url(parent),
+            "mlflow_model_version": tracking.model_version_url(MODEL_NAME, str(version)),
+            **dataset.metadata(),
             "best_candidate": best.name,
             AUC_TAG: dg.MetadataValue.float(best.roc_auc),
             **{f"{AUC_TAG}/{c.name}": dg.MetadataValue.float(c.roc_auc) for c in candidates},

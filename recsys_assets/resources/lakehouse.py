@@ -46,6 +46,12 @@ def column_schema(schema: StructType) -> dg.TableSchema:
     )
 
 
+def row_count(log: DeltaTable) -> int:
+    """The table's rows at the log's version, from its files' statistics (no data is read)."""
+    files = pa.table(log.get_add_actions(flatten=True))
+    return int(pc.sum(files["num_records"]).as_py() or 0) if files.num_rows else 0
+
+
 def rows_written(commit: dict[str, Any]) -> int:
     """Rows a commit wrote, from its operation metrics (a write's output or a MERGE's changes)."""
     metrics = commit.get("operationMetrics") or {}
@@ -310,10 +316,10 @@ class Lakehouse(dg.ConfigurableResource):
         log = self.log(layer, table)
         if log is None:
             return {"dagster/uri": self.uri(layer, table)}
-        files = pa.table(log.get_add_actions(flatten=True))
-        rows = int(pc.sum(files["num_records"]).as_py() or 0) if files.num_rows else 0
+        rows = row_count(log)
         [last] = log.history(1)
         metadata = {
+            **self.spark.ui_metadata(),  # the step's Spark jobs, while the run lasts
             "dagster/row_count": dg.MetadataValue.int(rows),
             "dagster/uri": self.uri(layer, table),
             "delta_version": dg.MetadataValue.int(log.version()),

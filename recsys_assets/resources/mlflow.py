@@ -4,8 +4,11 @@ By default a SQLite store under RECSYS_HOME holds runs and the registry (aliases
 database-backed store) and artifacts go to local disk; ``MLFLOW_TRACKING_URI`` points both at
 a tracking server instead. Every MLflow run is tagged with the Dagster run id (the tag
 dagster-mlflow uses), and its URL goes into the asset's metadata, so each side links to the other.
+The Delta tables a run trains or evaluates on are its MLflow dataset inputs (``log_table``).
 """
 
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,15 +18,76 @@ from typing import Any
 import dagster as dg
 import mlflow
 from mlflow import MlflowClient
+from mlflow.data.delta_dataset_source import DeltaDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.models.model import ModelInfo
 from pydantic import Field
 from pyspark.ml import PipelineModel
 
+from recsys_assets.registry import DAGSTER_RUN_TAG  # dagster-mlflow's tag for the same link
 from recsys_assets.resources import mlflow_spark
+from recsys_assets.resources.lakehouse import Lakehouse, MissingTable, row_count
 
-DAGSTER_RUN_TAG = "dagster_run_id"  # dagster-mlflow's tag, so its run lookup finds ours too
+
+class DeltaTableSource(DeltaDatasetSource):
+    """MLflow's Delta table source (path and version). MLflow 3.17's ``to_dict`` leaves out
+    version 0 (``if version:``), the version of every table written once; this keeps it."""
+
+    def to_dict(self) -> dict[Any, Any]:
+        info = super().to_dict()
+        if self.delta_table_version is not None:
+            info["delta_table_version"] = self.delta_table_version
+        return info
+
+
+class DeltaTableDataset(MetaDataset):
+    """One version of a Delta table as an MLflow dataset, described from its Delta log alone.
+
+    ``mlflow.data.from_spark`` would profile the table with a Spark job through ``df.rdd``
+    (driver-only: not on Spark Connect) and accepts a Delta version only for a local path;
+    ``load_delta`` reads the table again. The digest is the table's id and version, which
+    identify its rows; the profile its row count from the log's file statistics.
+    """
+
+    def __init__(self, path: str, version: int, table_id: str, rows: int, name: str):
+        self._rows = rows
+        digest = hashlib.md5(f"{table_id}@{version}".encode()).hexdigest()[:8]
+        super().__init__(DeltaTableSource(path=path, delta_table_version=version), name, digest)
+
+    @property
+    def profile(self) -> dict[str, int]:
+        return {"num_rows": self._rows}
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "profile": json.dumps(self.profile)}
+
+    @property
+    def path(self) -> str:
+        return self.source.path  # type: ignore[attr-defined]
+
+    @property
+    def version(self) -> int:
+        return self.source.delta_table_version  # type: ignore[attr-defined]
+
+    def metadata(self) -> dict[str, Any]:
+        """For the Dagster asset: the dataset's name, digest, Delta path and version."""
+        return {
+            f"{self.name}_digest": self.digest,
+            f"{self.name}_uri": dg.MetadataValue.path(self.path),
+            f"{self.name}_delta_version": dg.MetadataValue.int(self.version),
+        }
+
+
+def table_dataset(lakehouse: Lakehouse, layer: str, table: str) -> DeltaTableDataset:
+    """The table at its current version, read from the Delta log (delta-rs): no row is read."""
+    log = lakehouse.log(layer, table)
+    if log is None:
+        raise MissingTable(f"Delta table {lakehouse.uri(layer, table)} does not exist yet")
+    return DeltaTableDataset(
+        lakehouse.uri(layer, table), log.version(), log.metadata().id, row_count(log), table
+    )
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -88,9 +152,18 @@ class MlflowResource(dg.ConfigurableResource):
         ) as run:
             yield run
 
-    def log_spark_model(self, model: PipelineModel, **kwargs: Any) -> ModelInfo:
+    def log_table(
+        self, lakehouse: Lakehouse, layer: str, table: str, context: str
+    ) -> DeltaTableDataset:
+        """Log the table's current version as a dataset input of the active run, in ``context``
+        (``training``, ``evaluation``); returns it, for the asset's metadata."""
+        dataset = table_dataset(lakehouse, layer, table)
+        mlflow.log_input(dataset, context=context)
+        return dataset
+
+    def log_spark_model(self, model: PipelineModel, name: str, **kwargs: Any) -> ModelInfo:
         """``mlflow.spark.log_model``, also over Spark Connect."""
-        return mlflow_spark.log_model(model, self.spark_staging_uri, **kwargs)
+        return mlflow_spark.log_model(model, self.spark_staging_uri, name, **kwargs)
 
     def load_spark_model(self, model_uri: str) -> PipelineModel:
         """``mlflow.spark.load_model``, also over Spark Connect."""
@@ -101,3 +174,6 @@ class MlflowResource(dg.ConfigurableResource):
         return dg.MetadataValue.url(
             f"{self.ui_url}/#/experiments/{info.experiment_id}/runs/{info.run_id}"
         )
+
+    def model_version_url(self, name: str, version: str) -> dg.MetadataValue:
+        return dg.MetadataValue.url(f"{self.ui_url}/#/models/{name}/versions/{version}")

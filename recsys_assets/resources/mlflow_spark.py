@@ -24,12 +24,21 @@ from pyspark.sql.utils import is_remote
 SPARKML_DIR = "sparkml"  # where the spark flavour keeps Spark ML's own model files
 
 
-def log_model(model: PipelineModel, staging_uri: str, **kwargs: Any) -> ModelInfo:
-    """``mlflow.spark.log_model(model, **kwargs)``, also over Spark Connect."""
+def log_model(model: PipelineModel, staging_uri: str, name: str, **kwargs: Any) -> ModelInfo:
+    """``mlflow.spark.log_model(model, **kwargs)`` as the model ``name``, also over Spark Connect.
+
+    MLflow 3's ``name=`` everywhere but where the spark flavour has none: its ``log_model`` (3.17)
+    still takes only ``artifact_path`` (it logs through ``Model._log_v2``), and warns of nothing.
+    """
     if not is_remote():
-        return mlflow_spark.log_model(model, **kwargs)
+        return mlflow_spark.log_model(model, artifact_path=name, **kwargs)
     return Model.log(
-        flavor=_StagedSparkFlavor, spark_model=model, staging_uri=staging_uri, **kwargs
+        artifact_path=None,  # positional in 3.17's signature, deprecated for name
+        name=name,
+        flavor=_StagedSparkFlavor,
+        spark_model=model,
+        staging_uri=staging_uri,
+        **kwargs,
     )
 
 

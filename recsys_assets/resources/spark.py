@@ -13,11 +13,13 @@ from importlib.metadata import version
 from typing import Any
 from urllib.parse import urlparse
 
+import dagster as dg
 import pyspark
 import pyspark.ml.util as ml_util
 from dagster_pyspark import LazyPySparkResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
+from pyspark.sql.utils import is_remote
 
 
 def delta_package() -> str:
@@ -61,6 +63,8 @@ LOCAL_DEFAULTS: dict[str, str] = {
     **DELTA_SESSION,
     "spark.ui.enabled": "false",
     "spark.driver.memory": "4g",
+    # Progress bars are redrawn on stderr, which Dagster captures into each run's compute logs
+    # (make dev): the Spark UI and the steps' log lines show progress instead.
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.extraJavaOptions": JAVA_BLAS,
     "spark.executor.extraJavaOptions": JAVA_BLAS,  # executors of a spark:// master
@@ -72,6 +76,10 @@ LOOPBACK: dict[str, str] = {
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.driver.host": "127.0.0.1",
 }
+# The Spark UI of a local driver: a free port (0: chosen at start, so runs side by side never
+# collide), on loopback. Spark binds its UI to SPARK_LOCAL_IP, else to every interface
+# (WebUI.bind; spark.driver.bindAddress is not read there), hence the variable.
+LOCAL_UI: dict[str, str] = {"spark.ui.enabled": "true", "spark.ui.port": "0"}
 
 
 class SparkResource(LazyPySparkResource):
@@ -85,6 +93,10 @@ class SparkResource(LazyPySparkResource):
     spark_config: dict[str, Any] = Field(default_factory=dict)
     master: str = Field(default="local[*]", description="Spark master URL.")
     remote: str | None = Field(default=None, description="Spark Connect URL; overrides master.")
+    ui: bool = Field(
+        default=True, description="Serve the Spark UI of a local[*] driver on a loopback port."
+    )
+    _ui_url: str | None = PrivateAttr(default=None)
 
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
@@ -92,7 +104,26 @@ class SparkResource(LazyPySparkResource):
 
     def _init_session(self) -> None:
         if self._spark_session is None:
-            self._spark_session = build_session(self.master, self.remote, self.spark_config)
+            self._spark_session = build_session(
+                self.master, self.remote, self.spark_config, ui=self.ui
+            )
+            self._ui_url = ui_url(self._spark_session)
+            if self._ui_url:
+                dg.get_dagster_logger().info(f"Spark UI, while this run lasts: {self._ui_url}")
+
+    @property
+    def ui_url(self) -> str | None:
+        """The driver's Spark UI, once a session has started here with it on."""
+        return self._ui_url
+
+    def ui_metadata(self) -> dict[str, dg.MetadataValue]:
+        """The Spark UI link for a Spark step's metadata (none when the UI is off)."""
+        return {"spark_ui": dg.MetadataValue.url(self._ui_url)} if self._ui_url else {}
+
+
+def ui_url(session: SparkSession) -> str | None:
+    """The Spark UI's address, from the driver; a Spark Connect client has no driver here."""
+    return None if is_remote() else session.sparkContext.uiWebUrl
 
 
 def keep_remote_models_until_session_end() -> None:
@@ -136,8 +167,13 @@ def check_java() -> None:
 
 
 def build_session(
-    master: str = "local[*]", remote: str | None = None, extra: dict[str, Any] | None = None
+    master: str = "local[*]",
+    remote: str | None = None,
+    extra: dict[str, Any] | None = None,
+    ui: bool = False,
 ) -> SparkSession:
+    """A session on ``master`` or ``remote``; ``ui``: the Spark UI of a local master's driver on
+    a free loopback port (``SparkResource.ui_url``)."""
     target = remote or master
     if target.startswith(("spark://", "sc://")):
         check_reachable(target)
@@ -151,10 +187,14 @@ def build_session(
         builder = builder.master(master)
     local = remote is None or not remote.startswith("sc://")
     in_process = (remote or master).startswith("local")
+    local_ui = ui and remote is None and in_process
+    if local_ui:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # read by the JVM started next
     settings = {
         **SQL_DEFAULTS,
         **(LOCAL_DEFAULTS if local else {}),
         **(LOOPBACK if in_process else {}),
+        **(LOCAL_UI if local_ui else {}),
         **(extra or {}),
     }
     for key, value in settings.items():

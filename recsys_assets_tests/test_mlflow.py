@@ -1,0 +1,43 @@
+"""A Delta table as an MLflow dataset input: its path and version, read from the Delta log."""
+
+import json
+
+import mlflow
+import pandas as pd
+from deltalake import DeltaTable, write_deltalake
+from mlflow.data import get_source
+
+from recsys_assets.definitions import build_resources
+from recsys_assets.resources.lakehouse import Lakehouse
+from recsys_assets.resources.mlflow import MlflowResource
+
+
+def test_a_delta_table_is_logged_as_a_dataset_with_its_version_and_no_row_read(settings):
+    resources = build_resources(settings)  # no Spark session starts: delta-rs reads the log
+    lakehouse: Lakehouse = resources["lakehouse"]  # type: ignore[assignment]
+    tracking: MlflowResource = resources["mlflow"]  # type: ignore[assignment]
+    path = lakehouse.uri("ml", "als_train")
+    write_deltalake(path, pd.DataFrame({"customer_id": [1, 2, 3]}))  # version 0
+    tracking.setup_for_execution(None)  # type: ignore[arg-type]
+
+    with mlflow.start_run(experiment_id=tracking.experiment_id("datasets")) as run:
+        first = tracking.log_table(lakehouse, "ml", "als_train", "training")
+        write_deltalake(path, pd.DataFrame({"customer_id": [4]}), mode="append")  # version 1
+        second = tracking.log_table(lakehouse, "ml", "als_train", "evaluation")
+
+    inputs = tracking.client.get_run(run.info.run_id).inputs.dataset_inputs
+    logged = {i.tags[0].value: i.dataset for i in inputs}  # by context
+    assert set(logged) == {"training", "evaluation"}
+    for context, dataset, version, rows in [
+        ("training", first, 0, 3),
+        ("evaluation", second, 1, 4),
+    ]:
+        entity = logged[context]
+        assert entity.name == "als_train" and entity.source_type == "delta_table"
+        source = get_source(entity)  # MLflow's own DeltaDatasetSource, read back
+        assert source.path == path and source.delta_table_version == version
+        assert version == DeltaTable(path, version=version).version()
+        assert json.loads(entity.profile) == {"num_rows": rows}
+        assert entity.digest == dataset.digest
+        assert dataset.metadata()["als_train_delta_version"].value == version
+    assert first.digest != second.digest  # another version, another digest

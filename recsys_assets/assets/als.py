@@ -323,8 +323,7 @@ def als_champion(
     sales_orders_silver: DataFrame,
     recommendation_policy: RecommendationPolicy,
 ) -> dg.MaterializeResult:
-    """The registry alias 'champion', moved to this run's challenger once the gate passed it;
-    its factors served as als_recommender@champion."""
+    """Alias 'champion' moved to this run's challenger once gated; served as als_recommender."""
     version = registered_version(context, "als_challenger")
     models = registry(mlflow)
     previous = models.promote(version, context.run_id)

@@ -332,8 +332,7 @@ def evaluate_gate(
 def churn_champion(
     context: dg.AssetExecutionContext, mlflow: MlflowResource, customer_features: pd.DataFrame
 ) -> dg.MaterializeResult:
-    """The champion alias, moved to this run's challenger once churn_gate passed it; served with
-    customer_features as churn_scorer@champion."""
+    """Alias 'champion' moved to this run's challenger once gated; served as churn_scorer."""
     version = registered_version(context, "churn_model")
     promoted = promote(version, context.run_id, mlflow)
     with mlflow.start_run(context, SERVING.name, experiment=EXPERIMENT) as run:

@@ -7,10 +7,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from dagster._core.remote_representation.external_data import RepositorySnap
 
 from recsys_assets.assets.monitoring import FEATURE_DRIFT
+from recsys_assets.definitions import build_definitions
 from recsys_assets.ml import monitoring as mon
 from recsys_assets.sensors import DRIFT_RETRAIN_TAG, drift_retrain_sensor
+from recsys_assets.settings import Settings
 
 # ----------------------------------------------------------------------- PSI
 
@@ -227,3 +230,36 @@ def test_no_retrain_for_a_skipped_check_a_retrained_run_or_a_drift_retrain(insta
     later = evaluate(instance, 0.9)  # a later run that did not train: churn_model trained before
     [request] = tick(instance).run_requests
     assert request.tags[DRIFT_RETRAIN_TAG] == later.run_id
+
+
+# ----------------------------------------------------------------------- in the code location
+
+MONITORING_CHECKS = {
+    ("customer_features", FEATURE_DRIFT),
+    ("churn_predictions", "churn_score_drift"),
+    *(
+        ("customer_recommendations", name)
+        for name in (
+            "catalogue_coverage",
+            "full_list_share",
+            "top_products_concentration",
+            "popularity_share",
+        )
+    ),
+}
+
+
+def test_the_monitoring_checks_run_in_refresh_job_and_block_nothing(tmp_path):
+    defs = build_definitions(Settings.from_env({"RECSYS_HOME": str(tmp_path)}))
+    snap = RepositorySnap.from_def(defs.get_repository_def())
+    nodes = {(c.asset_key.to_user_string(), c.name): c for c in snap.asset_check_nodes or []}
+
+    assert MONITORING_CHECKS <= set(nodes)
+    for key in MONITORING_CHECKS:
+        assert "refresh_job" in nodes[key].job_names, key
+        assert not nodes[key].blocking, key
+    sensor = defs.resolve_sensor_def("drift_retrain_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # off unless turned on
+    assert sensor.job_name == "refresh_job"
+    assert Settings.from_env({}).drift_retrain_psi == 0.2
+    assert Settings.from_env({"RECSYS_DRIFT_RETRAIN_PSI": "0.35"}).drift_retrain_psi == 0.35

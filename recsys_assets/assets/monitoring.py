@@ -293,9 +293,11 @@ def churn_score_drift(config: ScoreDriftConfig, lakehouse: Lakehouse) -> dg.Asse
             "psi": dg.MetadataValue.float(psi),
             "psi_threshold": dg.MetadataValue.float(config.psi_threshold),
             "previous_delta_version": dg.MetadataValue.int(previous_version),
-            "mean_churn_probability": dg.MetadataValue.float(current.churn_probability.mean()),
+            "mean_churn_probability": dg.MetadataValue.float(
+                float(current.churn_probability.mean())
+            ),
             "previous_mean_churn_probability": dg.MetadataValue.float(
-                previous.churn_probability.mean()
+                float(previous.churn_probability.mean())
             ),
             "model_versions": model_versions(current),
             "previous_model_versions": model_versions(previous),

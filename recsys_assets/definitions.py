@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.assets import als, bronze, churn, gold, silver
+from recsys_assets.assets import als, bronze, churn, gold, monitoring, silver
 from recsys_assets.jobs import als_champion_job, churn_champion_job, refresh_job, rollback_job
 from recsys_assets.maintenance import maintain_tables
 from recsys_assets.reject import reject_landing_file
@@ -16,7 +16,7 @@ from recsys_assets.resources.landing import LandingZone
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.resources.spark import SparkResource
 from recsys_assets.schedules import daily_refresh, weekly_maintenance
-from recsys_assets.sensors import csv_drop_sensor, dead_run_sensor
+from recsys_assets.sensors import csv_drop_sensor, dead_run_sensor, drift_retrain_sensor
 from recsys_assets.settings import Settings
 
 
@@ -56,7 +56,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     resources = build_resources(settings)
     return dg.Definitions(
         assets=dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
-        asset_checks=dg.load_asset_checks_from_modules([als, churn]),
+        asset_checks=dg.load_asset_checks_from_modules([als, churn, monitoring]),
         jobs=[
             refresh_job,
             als_champion_job,
@@ -66,7 +66,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             reject_landing_file,
         ],
         schedules=[daily_refresh, weekly_maintenance],
-        sensors=[csv_drop_sensor, dead_run_sensor],
+        sensors=[csv_drop_sensor, dead_run_sensor, drift_retrain_sensor],
         resources=resources,
         executor=dg.in_process_executor,
     )

@@ -1,5 +1,5 @@
-"""Sensors: a run for each batch of new, completely written CSV files; and the runs whose
-process died marked failed, so the queue goes on."""
+"""Sensors: a run for each batch of new, completely written CSV files; the runs whose process
+died marked failed, so the queue goes on; and (off by default) a retrain when features drift."""
 
 import hashlib
 import json
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from recsys_assets.assets.monitoring import FEATURE_DRIFT_KEY
 from recsys_assets.jobs import refresh_job
 from recsys_assets.resources.landing import LandingZone, signature
-from recsys_assets.settings import LANDING_TABLES
+from recsys_assets.settings import LANDING_TABLES, Settings
 
 
 def file_signatures(landing: LandingZone) -> dict[str, list[int]]:
@@ -122,3 +123,62 @@ def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             "committed.",
         )
     return dg.SkipReason(f"Marked failed: {sorted(dead)}." if dead else "No dead run.")
+
+
+DRIFT_RETRAIN_TAG = "recsys/drift_retrain"  # on the runs drift_retrain_sensor launches
+RETRAINED_ASSET = dg.AssetKey("churn_model")
+
+
+def retrained_since(instance: dg.DagsterInstance, run_id: str, timestamp: float) -> bool:
+    """Whether churn_model was materialised in run ``run_id`` or after ``timestamp``."""
+    latest = instance.get_latest_materialization_event(RETRAINED_ASSET)
+    return latest is not None and (latest.run_id == run_id or latest.timestamp > timestamp)
+
+
+@dg.sensor(
+    job=refresh_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Starts refresh_job (which retrains) when customer_features_drift saw a max PSI "
+    "above RECSYS_DRIFT_RETRAIN_PSI (default 0.2) in a run that did not retrain churn_model.",
+)
+def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """One run per drifted evaluation of the feature drift check (its storage id is the run key
+    and the cursor). An evaluation is not acted on when churn_model was trained in its run or
+    since (a retrain now would see the data it saw), nor when its run is one this sensor
+    launched, so a drift that retraining does not cure cannot start run after run."""
+    threshold = Settings.from_env().drift_retrain_psi
+    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [FEATURE_DRIFT_KEY]
+    )
+    record = records.get(FEATURE_DRIFT_KEY)
+    evaluation = record.event.asset_check_evaluation if record and record.event else None
+    if record is None or evaluation is None:
+        return dg.SensorResult(skip_reason=f"{FEATURE_DRIFT_KEY.name} has not been evaluated.")
+    if context.cursor and record.id <= int(context.cursor):
+        return dg.SensorResult(skip_reason=f"Evaluation {record.id} was already looked at.")
+    cursor = str(record.id)
+
+    def skip(reason: str) -> dg.SensorResult:
+        return dg.SensorResult(skip_reason=f"Evaluation {record.id}: {reason}", cursor=cursor)
+
+    max_psi = evaluation.metadata.get("max_psi")
+    if max_psi is None:
+        return skip("no PSI (the check skipped: nothing to compare with).")
+    value = float(max_psi.value)  # type: ignore[arg-type]
+    if value <= threshold:
+        return skip(f"max PSI {value:.3f} is not above {threshold}.")
+    run = context.instance.get_run_by_id(record.run_id)
+    if run is not None and DRIFT_RETRAIN_TAG in run.tags:
+        return skip(f"max PSI {value:.3f}, but run {record.run_id} was a drift retrain already.")
+    if retrained_since(context.instance, record.run_id, record.event.timestamp):
+        return skip(f"max PSI {value:.3f}, but churn_model was retrained in or since that run.")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"drift-{record.id}",
+                tags={DRIFT_RETRAIN_TAG: record.run_id, "recsys/max_psi": f"{value:.4f}"},
+            )
+        ],
+        cursor=cursor,
+    )

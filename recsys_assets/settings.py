@@ -41,6 +41,9 @@ class Settings:
     mlflow_registry_uri: str | None
     landing_settle_seconds: float = 5.0  # a landing file is read once unchanged for this long
     landing_reingest_changed: bool = False  # a file rewritten after ingestion is read again
+    # drift_retrain_sensor (off by default) starts refresh_job when the churn features' max PSI
+    # against the champion's training set is above this.
+    drift_retrain_psi: float = 0.2
     # Which of SECRET_VARS were read from this process's environment: the resources take
     # dg.EnvVar(name) for them, so Dagster stores and shows the name, never the value.
     from_process_env: frozenset[str] = frozenset()
@@ -75,6 +78,7 @@ class Settings:
             landing_settle_seconds=float(env.get("RECSYS_LANDING_SETTLE_SECONDS") or 5),
             landing_reingest_changed=env.get("RECSYS_REINGEST_CHANGED", "0").lower()
             in ("1", "true", "yes"),
+            drift_retrain_psi=float(env.get("RECSYS_DRIFT_RETRAIN_PSI") or 0.2),
             # Only the process environment is there again when Dagster resolves an EnvVar at
             # run time; values from a mapping passed in (tests) stay plain values.
             from_process_env=frozenset(v for v in SECRET_VARS if env.get(v))

@@ -184,6 +184,41 @@ def assert_no_purchased_product(settings: Settings) -> None:
     assert not pairs & bought
 
 
+def assert_recommendation_checks(settings: Settings, result) -> None:
+    """The four WARN checks on customer_recommendations ran, with the numbers of the table
+    (read with delta-rs and counted again with pandas)."""
+    evaluations = {
+        e.check_name: e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey("customer_recommendations")
+    }
+    recommendations = read_table(settings, "gold", "customer_recommendations")
+    customers = read_table(settings, "silver", "customers_silver")
+    orders = read_table(settings, "silver", "sales_orders_silver")
+    catalogue = {p["id"] for products in orders.ordered_products for p in products}
+    current = set(customers[customers.valid_to.isna()].customer_id)
+    per_customer = recommendations.groupby("customer_id").size()
+    expected = {
+        "catalogue_coverage": recommendations.product_id.nunique() / len(catalogue),
+        "full_list_share": (per_customer >= 10).sum() / len(current),
+        "top_products_concentration": recommendations.product_id.value_counts().iloc[:10].sum()
+        / len(recommendations),
+        "popularity_share": (recommendations.source == "popularity").mean(),
+    }
+    assert set(evaluations) == set(expected)
+    for name, value in expected.items():
+        evaluation = evaluations[name]
+        assert evaluation.severity == dg.AssetCheckSeverity.WARN, name
+        assert evaluation.metadata[name].value == pytest.approx(value, rel=1e-12), name
+        limit = evaluation.metadata["threshold"].value
+        low_is_bad = name in ("catalogue_coverage", "full_list_share")
+        assert evaluation.passed == (value >= limit if low_is_bad else value <= limit), name
+    assert evaluations["popularity_share"].metadata["popularity_rows"].value == int(
+        (recommendations.source == "popularity").sum()
+    )
+    assert evaluations["catalogue_coverage"].metadata["catalogue_products"].value == len(catalogue)
+
+
 # Measured on this data (200 customers, 60 days, seed 7), preference RMSE / NDCG@10:
 # champion rank 2, 2 iterations 0.632 / 0.175; popularity NDCG 0.152; the alpha=40 challenger
 # 0.603 / 0.135 (better RMSE, worse ranking); rank 4, 3 iterations, alpha 5: 0.515 / 0.240.
@@ -212,6 +247,7 @@ def test_the_gate_blocks_a_better_rmse_that_ranks_worse_and_scoring_goes_on(
     assert all(sources[c] == ({"als"} if c in known else {"popularity"}) for c in sources.index)
     assert (sources == {"popularity"}).sum() > 0  # customers without orders in the window
     assert_no_purchased_product(settings)
+    assert_recommendation_checks(settings, first)
     assert_served_champion_answers_as_the_batch(settings, "1")
 
     weak = run(settings, instance, MODEL_ASSETS, WEAK_RANKING)
@@ -228,6 +264,7 @@ def test_the_gate_blocks_a_better_rmse_that_ranks_worse_and_scoring_goes_on(
     assert champion_version(settings) == "1"
     assert not weak.asset_materializations_for_node("als_champion")
     assert scored_version(weak) == 1  # the day's scores, from the unchanged champion
+    assert_recommendation_checks(settings, weak)  # a blocked gate: the monitoring still runs
     registry = Registry(mlflow_resource(settings).client, MODEL_NAME)
     assert registry.verdict("2").status == "FAILED"
 

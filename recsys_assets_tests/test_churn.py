@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
@@ -32,6 +33,7 @@ from recsys_assets.registry import (
     Verdict,
 )
 from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
+from recsys_assets.sensors import DRIFT_RETRAIN_TAG, drift_retrain_sensor
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
 from recsys_assets_tests.support import generate, read_table
@@ -249,6 +251,102 @@ def test_training_set_labels_and_time_slices(trained):
         assert 0.1 < rows.churned.mean() < 0.6
     early = training[training.split != "test"].split.value_counts(normalize=True)
     assert 0.7 < early["train"] < 0.9
+
+
+# ----------------------------------------------------------------------- monitoring
+
+
+def check_evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation
+
+
+def psi_by_hand(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
+    """PSI written again with pandas' cut (right-closed bins at the reference's deciles)."""
+    if reference.dtype == object:
+        p, q = reference.value_counts(normalize=True), current.value_counts(normalize=True)
+        p, q = p.align(q, fill_value=0.0)
+    else:
+        edges = sorted(set(np.quantile(reference.astype(float), np.arange(1, bins) / bins)))
+        cuts = [-np.inf, *edges, np.inf]
+        p = pd.cut(reference, cuts).value_counts(normalize=True, sort=False)
+        q = pd.cut(current, cuts).value_counts(normalize=True, sort=False)
+    p, q = p.clip(lower=1e-4), q.clip(lower=1e-4)
+    return float(((q - p) * np.log(q / p)).sum())
+
+
+def test_drift_checks_compare_with_the_champions_training_set_and_the_previous_batch(
+    trained, monkeypatch
+):
+    settings, result = trained.settings, trained.result
+    assert result.success  # a drifted feature warns, it does not fail the run
+
+    drift = check_evaluation(result, "customer_features_drift")
+    assert drift.severity == dg.AssetCheckSeverity.WARN
+    values = {k: v.value for k, v in drift.metadata.items()}
+    # The reference is the exact churn_training_set version the champion's MLflow run logged.
+    model = result.asset_materializations_for_node("churn_model")[0].metadata
+    assert values["champion_version"] == 1
+    assert values["training_set_delta_version"] == model["churn_training_set_delta_version"].value
+    path = table_uri(settings.lakehouse_uri, "ml", "churn_training_set")
+    train = DeltaTable(path, version=values["training_set_delta_version"]).to_pandas()
+    train = train[train.split == "train"]
+    current = read_table(settings, "gold", "customer_features")
+    assert values["train_rows"] == len(train) and values["current_rows"] == len(current)
+    features = [*ml.NUMERIC_FEATURES, *ml.CATEGORICAL_FEATURES]
+    assert {k.removeprefix("psi/") for k in values if k.startswith("psi/")} == set(features)
+    for name in features:
+        expected = psi_by_hand(train[name], current[name])
+        assert values[f"psi/{name}"] == pytest.approx(expected, rel=1e-9, abs=1e-12), name
+    psi = {name: values[f"psi/{name}"] for name in features}
+    assert values["max_psi"] == max(psi.values())
+    over = [name for name, value in psi.items() if value > values["psi_threshold"]]
+    assert values["features_over_threshold"] == len(over) and drift.passed == (not over)
+    # Tenure grows with the 60 days between the training cutoff and today's: drift by design.
+    assert psi["days_since_first_order"] > 0.2
+    # Evidently's report, in the champion's MLflow run, linked from the metadata.
+    champion_run = alias(settings, CHAMPION).run_id
+    folder = f"monitoring/{result.run_id}"
+    logged = [a.path for a in registry(settings).list_artifacts(champion_run, folder)]
+    assert logged == [f"{folder}/customer_features_drift.html"]
+    assert values["drift_report"].endswith(f"/runs/{champion_run}/artifactPath/{logged[0]}")
+    assert values["drift_report_artifact"].endswith(logged[0])
+
+    scores = check_evaluation(result, "churn_score_drift")
+    assert scores.passed and scores.severity == dg.AssetCheckSeverity.WARN
+    assert "first batch" in scores.metadata["skipped"].value  # nothing to compare with yet
+
+    # The trained run retrained churn_model: the drift sensor does not retrain again for it.
+    monkeypatch.setenv("RECSYS_DRIFT_RETRAIN_PSI", "0")
+    tick = drift_retrain_sensor(dg.build_sensor_context(instance=INSTANCE))
+    assert not tick.run_requests and "retrained" in tick.skip_reason.skip_message
+
+    # A previous batch with other scores, then features and scores again, without retraining.
+    uri = table_uri(settings.lakehouse_uri, "gold", "churn_predictions")
+    batch = DeltaTable(uri).to_pandas()
+    shifted = batch.assign(churn_probability=batch.churn_probability**3)
+    write_deltalake(uri, shifted, mode="overwrite")
+    rescored = run_assets(settings, ["customer_features", "churn_predictions"])
+    scores = check_evaluation(rescored, "churn_score_drift")
+    now = DeltaTable(uri)
+    values = {k: v.value for k, v in scores.metadata.items()}
+    assert (values["previous_delta_version"], values["current_delta_version"]) == (
+        now.version() - 1,
+        now.version(),
+    )
+    expected = psi_by_hand(shifted.churn_probability, now.to_pandas().churn_probability)
+    assert values["psi"] == pytest.approx(expected, rel=1e-9) and expected > 0.2
+    assert not scores.passed and scores.severity == dg.AssetCheckSeverity.WARN
+    assert values["previous_mean_churn_probability"] == pytest.approx(
+        shifted.churn_probability.mean()
+    )
+
+    # That run drifted and did not train: the sensor asks for a refresh, once.
+    tick = drift_retrain_sensor(dg.build_sensor_context(instance=INSTANCE))
+    [request] = tick.run_requests
+    assert request.tags[DRIFT_RETRAIN_TAG] == rescored.run_id
+    again = drift_retrain_sensor(dg.build_sensor_context(instance=INSTANCE, cursor=tick.cursor))
+    assert not again.run_requests
 
 
 # ----------------------------------------------------------------------- the gate

@@ -33,6 +33,7 @@ from recsys_assets.tables import GOLD, ML, in_layer
 MODEL_NAME = "als_recommendation_model"
 # What MLflow's scoring server serves: the champion's factors as a pyfunc, no Spark needed.
 SERVING = Serving("als_recommender", tag="als_version")
+SERVING_EXPERIMENT = "recsys/serving"  # the runs that log serving models, of both models
 EXPERIMENT = "recsys/als_recommendation"
 GROUP = "als_model"
 PIP_REQUIREMENTS = [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow_version}"]
@@ -327,7 +328,7 @@ def als_champion(
     version = registered_version(context, "als_challenger")
     models = registry(mlflow)
     previous = models.promote(version, context.run_id)
-    with mlflow.start_run(context, SERVING.name, experiment=EXPERIMENT) as run:
+    with mlflow.start_run(context, SERVING.name, experiment=SERVING_EXPERIMENT) as run:
         served = register_recommender(
             mlflow, version, sales_orders_silver, recommendation_policy.exclude_purchased
         )

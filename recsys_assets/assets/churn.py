@@ -19,7 +19,7 @@ from mlflow import log_metric, log_params, register_model, set_tag, start_run
 from mlflow import sklearn as mlflow_sklearn
 from pyspark.sql import DataFrame
 
-from recsys_assets.assets.als import BATCH_FRESHNESS, SCORE_LAST
+from recsys_assets.assets.als import BATCH_FRESHNESS, SCORE_LAST, SERVING_EXPERIMENT
 from recsys_assets.ml import churn as ml
 from recsys_assets.ml import churn_scorer
 from recsys_assets.ml.churn import (
@@ -335,7 +335,7 @@ def churn_champion(
     """Alias 'champion' moved to this run's challenger once gated; served as churn_scorer."""
     version = registered_version(context, "churn_model")
     promoted = promote(version, context.run_id, mlflow)
-    with mlflow.start_run(context, SERVING.name, experiment=EXPERIMENT) as run:
+    with mlflow.start_run(context, SERVING.name, experiment=SERVING_EXPERIMENT) as run:
         served = register_scorer(mlflow, version, customer_features)
     registry(mlflow).serve(version, served)
     context.log.info(f"{SERVING.name} v{served} (from {MODEL_NAME} v{version}) is champion")

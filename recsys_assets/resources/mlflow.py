@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import mlflow
@@ -30,6 +31,8 @@ from pyspark.ml import PipelineModel
 from recsys_assets.registry import DAGSTER_RUN_TAG  # dagster-mlflow's tag for the same link
 from recsys_assets.resources import mlflow_spark
 from recsys_assets.resources.lakehouse import Lakehouse, MissingTable, row_count
+
+LOCAL_UI = "http://127.0.0.1:5000"  # `make mlflow`
 
 
 class DeltaTableSource(DeltaDatasetSource):
@@ -99,8 +102,11 @@ class MlflowResource(dg.ConfigurableResource):
     artifact_root: str | None = Field(
         default=None, description="Artifact location of new experiments on a local store."
     )
-    experiment_name: str = Field(default="recsys/als_recommendation")
-    ui_url: str = Field(default="http://127.0.0.1:5000", description="The MLflow UI, for links.")
+    ui_url: str | None = Field(
+        default=None,
+        description="The MLflow UI, for links; default: the tracking server, or `make mlflow`'s "
+        f"{LOCAL_UI} for a local store.",
+    )
     spark_staging_uri: str = Field(
         description="Folder that Spark (also a cluster or Connect server) and this process share, "
         "where Spark ML models are staged on their way to and from MLflow over Spark Connect."
@@ -121,9 +127,20 @@ class MlflowResource(dg.ConfigurableResource):
     def client(self) -> MlflowClient:
         return MlflowClient(self.tracking_uri, self.registry_uri or self.tracking_uri)
 
-    def experiment_id(self, name: str | None = None) -> str:
+    @property
+    def ui(self) -> str:
+        """Where the links point: the configured UI, else the server itself (never its
+        credentials), else the UI `make mlflow` starts."""
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        server = urlsplit(self.tracking_uri)
+        if server.scheme in ("http", "https") and server.hostname:
+            netloc = server.hostname + (f":{server.port}" if server.port else "")
+            return urlunsplit((server.scheme, netloc, server.path.rstrip("/"), "", ""))
+        return LOCAL_UI
+
+    def experiment_id(self, name: str) -> str:
         """The experiment's id, created (with our artifact root) if it does not exist yet."""
-        name = name or self.experiment_name
         try:
             experiment = self.client.get_experiment_by_name(name)
             if experiment is not None:
@@ -140,7 +157,7 @@ class MlflowResource(dg.ConfigurableResource):
         self,
         context: dg.AssetExecutionContext | dg.OpExecutionContext,
         run_name: str,
-        experiment: str | None = None,
+        experiment: str,
         nested: bool = False,
     ) -> Iterator[Run]:
         """An MLflow run tagged with the Dagster run id and step."""
@@ -191,8 +208,8 @@ class MlflowResource(dg.ConfigurableResource):
     def run_url(self, run: Run) -> dg.MetadataValue:
         info = run.info
         return dg.MetadataValue.url(
-            f"{self.ui_url}/#/experiments/{info.experiment_id}/runs/{info.run_id}"
+            f"{self.ui}/#/experiments/{info.experiment_id}/runs/{info.run_id}"
         )
 
     def model_version_url(self, name: str, version: str) -> dg.MetadataValue:
-        return dg.MetadataValue.url(f"{self.ui_url}/#/models/{name}/versions/{version}")
+        return dg.MetadataValue.url(f"{self.ui}/#/models/{name}/versions/{version}")

@@ -30,7 +30,7 @@ from recsys_assets_tests.support import DEPLOYMENT_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 240  # webserver answering and the code location loaded
-RUN_TIMEOUT_S = 12 * 60  # the sensor's two ticks (15 s apart) plus the whole refresh_job run
+RUN_TIMEOUT_S = 15 * 60  # the sensor's two ticks (15 s apart) plus the whole refresh_job run
 POLL_S = 3
 # Big enough for ALS and for both classes on both sides of the churn split; small enough to be fast.
 DATA = {"customers": 300, "days": 60, "seed": 7, "start_date": date(2024, 1, 1)}

@@ -57,7 +57,7 @@ def killed_run(env: dict[str, str], log_dir: Path, name: str, when: str, after_s
     after its log matches ``when``."""
     run = Service.start(name, [*MATERIALIZE, "--select", "*"], log_dir, lambda: True, env)
     try:
-        wait_for(lambda: run.check_alive() or line_in(run.log_path, when), 300, 0.2, f"'{when}'")
+        wait_for(lambda: run.check_alive() or line_in(run.log_path, when), 600, 0.2, f"'{when}'")
         time.sleep(after_s)
         run.check_alive()  # still running: the kill lands inside the step
     finally:
@@ -128,10 +128,10 @@ def test_killed_runs_lose_nothing_and_the_daemon_goes_on(homes: dict[str, str], 
             wanted = [r for r in runs if r.is_finished or (not finished and r.status == STARTED)]
             return wanted[0] if wanted else None
 
-        wait_for(lambda: sensor_run(finished=False), 300, 1, "the sensor's run to start")
+        wait_for(lambda: sensor_run(finished=False), 600, 1, "the sensor's run to start")
         beside = Service.start("beside", [*MATERIALIZE, "--select", "*"], logs, lambda: True, homes)
-        run = wait_for(lambda: sensor_run(finished=True), 600, 3, "the sensor's run to end")
-        beside.process.wait(timeout=600)
+        run = wait_for(lambda: sensor_run(finished=True), 900, 3, "the sensor's run to end")
+        beside.process.wait(timeout=900)
     finally:
         daemon.stop()
         if beside:

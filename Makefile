@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test test-e2e test-cluster test-servers chromium postgresql dev mlflow bench lint clean maintain
+.PHONY: setup demo test test-e2e test-cluster chromium postgresql dev mlflow bench lint clean maintain
 
 setup: $(BIN)/.installed
 
@@ -47,11 +47,6 @@ test-e2e: setup chromium
 # it, a Spark standalone cluster and a Spark Connect server; the same graph on each. A few minutes.
 test-cluster: setup postgresql
 	$(BIN)/pytest recsys_assets_tests/cluster
-
-# Both at once (what CI runs): they wait on servers, sensors and subprocesses more than on the
-# cores. The system packages come first, one apt at a time; each suite's output stays together.
-test-servers: setup chromium postgresql
-	$(MAKE) -j2 --output-sync=target test-e2e test-cluster
 
 # Debian packages the two suites above need, installed if missing.
 chromium:

@@ -189,19 +189,18 @@ def churn_model(
                 "candidates": ",".join(ml_churn.candidate_pipelines()),
             }
         )
-        candidates = churn.train_candidates(splits, parent.info.experiment_id, tags)
-        best = max(candidates, key=lambda c: c.roc_auc)
-        log_metric(ml_churn.AUC_TAG, best.roc_auc)
-        set_tag("best_candidate", best.name)
-        version = str(register_model(best.model_uri, churn.MODEL_NAME).version)
-        churn.evaluate_on_test(best.model_uri, splits.test)
+        trained = churn.train_candidates(splits, parent.info.experiment_id, tags)
+        log_metric(ml_churn.AUC_TAG, trained.best.roc_auc)
+        set_tag("best_candidate", trained.best.name)
+        version = str(register_model(trained.model_uri, churn.MODEL_NAME).version)
+        churn.evaluate_on_test(trained.model_uri, splits.test)
     Registry(tracking.client, churn.MODEL_NAME).mark_challenger(version, run_id, "churn_model")
     churn.evaluate_gate(run_id, tracking, version, splits.test)
     churn.promote(version, run_id, tracking)
 
     scored = churn.score_customers(tracking, features.toPandas())
     lake.save(spark.createDataFrame(scored), "gold", "churn_predictions")
-    return best.roc_auc
+    return trained.best.roc_auc
 
 
 def main(argv: list[str] | None = None) -> int:

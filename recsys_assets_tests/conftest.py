@@ -1,6 +1,5 @@
 """Shared fixtures: one real SparkSession for the whole session, real Delta tables in tmp_path."""
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -15,13 +14,6 @@ from recsys_assets.settings import Settings
 from recsys_assets_tests.support import generate
 
 MEDALLION = dg.AssetSelection.groups("bronze", "silver", "gold")
-
-# Every JVM the tests start (this session's driver and those of the CLI runs, `dagster dev`, the
-# cluster's servers, which inherit the variable) compiles with C1 only and collects with one
-# thread: on small data and two cores, warm-up dominates and C2's compiler threads compete with
-# the work (a cold medallion run took half the time). Only the JIT changes, never the results.
-TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-os.environ.setdefault("JAVA_TOOL_OPTIONS", TEST_JVM_OPTIONS)
 
 
 @pytest.fixture(scope="session")

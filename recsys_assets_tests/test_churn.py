@@ -123,8 +123,13 @@ def test_candidates_are_autologged_runs_nested_under_one_parent(trained):
         assert expected[child.info.run_name] in child.data.params  # the estimator's own
         assert 0.5 < child.data.metrics["training_roc_auc"] <= 1.0  # autologged
         assert child.data.metrics[ml.AUC_TAG] > 0.6  # ours, on validation
-        assert child.outputs.model_outputs  # autolog logged the fitted pipeline
     best = max(children, key=lambda r: r.data.metrics[ml.AUC_TAG])
+    # Only the best candidate's fitted Pipeline is logged, in its own run, and registered.
+    assert [bool(c.outputs.model_outputs) for c in children] == [c is best for c in children]
+    [logged] = best.outputs.model_outputs
+    versions = client.search_model_versions(f"name = '{churn.MODEL_NAME}'")
+    [registered] = [v for v in versions if v.run_id == best.info.run_id]
+    assert registered.model_id == logged.model_id
     assert parent.data.metrics[ml.AUC_TAG] == best.data.metrics[ml.AUC_TAG]
     assert parent.data.tags["best_candidate"] == best.info.run_name
     assert autologging_is_disabled("sklearn")  # the step turned autolog off again

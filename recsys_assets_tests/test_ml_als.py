@@ -4,6 +4,7 @@ import math
 import random
 
 import pytest
+from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import functions as F
 
 from recsys_assets.ml import als as ml
@@ -59,6 +60,35 @@ def test_ranking_metrics_on_a_known_ranking(spark):
     assert metrics["recall_at_10"] == pytest.approx(1 / 3)
     assert metrics["ndcg_at_10"] == pytest.approx((1 / math.log2(3)) / 3)
     assert metrics["map_at_10"] == pytest.approx(0.5 / 3)
+
+
+def test_ranking_metrics_are_spark_ranking_evaluators(spark):
+    rng = random.Random(3)
+    products = [f"P{i}" for i in range(12)]
+    recommended, relevant = [], []
+    for user in range(40):
+        ranked = rng.sample(products, rng.randint(0, 6))  # some users get no list at all
+        recommended += [(user, p, rank) for rank, p in enumerate(ranked, start=1)]
+        relevant += [(user, p) for p in rng.sample(products, rng.randint(1, 5))]
+    recs = frame(spark, recommended, "customer_id long, product_id string, rank int")
+    truth = frame(spark, relevant)
+
+    metrics = ml.ranking_metrics(recs, truth, k=4)
+
+    key = F.xxhash64("product_id").cast("double")  # RankingEvaluator wants arrays of doubles
+    lists = recs.groupBy("customer_id").agg(
+        F.transform(
+            F.sort_array(F.collect_list(F.struct("rank", key.alias("key")))), lambda s: s["key"]
+        ).alias("prediction")
+    )
+    labels = truth.groupBy("customer_id").agg(F.collect_set(key).alias("label"))
+    scored = labels.join(lists, "customer_id", "left").withColumn(
+        "prediction", F.coalesce("prediction", F.array().cast("array<double>"))
+    )
+    spark_names = ["precisionAtK", "recallAtK", "ndcgAtK", "meanAveragePrecisionAtK"]
+    for name, spark_name in zip(ml.RANKING_METRICS, spark_names, strict=True):
+        expected = RankingEvaluator(k=4, metricName=spark_name).evaluate(scored)
+        assert metrics[name] == pytest.approx(expected, rel=1e-12), name
 
 
 def test_held_out_keeps_warm_users_and_samples_as_many_never_bought_pairs(spark):

@@ -2,17 +2,22 @@
 
 Thin wiring over ``recsys_assets.ml.churn`` and ``recsys_assets.registry``. Candidates are
 fitted on the train split in nested autologged MLflow runs and compared on validation; the
-best is registered as a new version of ``churn_model`` and evaluated on test with
-``mlflow.models.evaluate`` (ROC and PR curves, confusion matrix). ``churn_gate`` judges that
-version on test against the champion; ``churn_predictions`` scores ``customer_features`` with
-``@champion`` on every refresh, whether or not the challenger won.
+best one's model is logged in its run, registered as a new version of ``churn_model`` and
+evaluated on test with ``mlflow.models.evaluate`` (ROC and PR curves, confusion matrix).
+``churn_gate`` judges that version on test against the champion; ``churn_predictions`` scores
+``customer_features`` with ``@champion`` on every refresh, whether or not the challenger won.
 """
+
+from dataclasses import dataclass
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pandas as pd
+import sklearn
 from mlflow import log_metric, log_params, register_model, set_tag, start_run
 from mlflow import sklearn as mlflow_sklearn
+from mlflow.models import infer_signature
 from pyspark.sql import DataFrame
 
 from recsys_assets.assets.als import BATCH_FRESHNESS, SCORE_LAST
@@ -145,20 +150,29 @@ def churn_training_set(
 # --------------------------------------------------------------------------- model
 
 
-def logged_model_uri(run_id: str) -> str:
-    """The URI of the model autolog logged in a run (MLflow 3: ``models:/m-<id>``)."""
-    outputs = mlflow.get_run(run_id).outputs
-    model_ids = [o.model_id for o in (outputs.model_outputs if outputs else [])]
-    if not model_ids:
-        raise dg.Failure(f"MLflow autolog logged no model in run {run_id}.")
-    return f"models:/{model_ids[-1]}"
+# What the logged model needs to load and score, pinned (inferring them imports the model in
+# a subprocess, seconds per model).
+PIP_REQUIREMENTS = [
+    f"scikit-learn=={sklearn.__version__}",
+    f"pandas=={pd.__version__}",
+    f"numpy=={np.__version__}",
+    f"mlflow=={mlflow.__version__}",
+]
 
 
-def train_candidates(splits: Splits, experiment_id: str, tags: dict[str, str]) -> list[Candidate]:
-    """Fit every candidate in its own nested, autologged MLflow run; score it on validation."""
+@dataclass(frozen=True)
+class Trained:
+    candidates: list[Candidate]
+    best: Candidate
+    model_uri: str  # the best candidate's fitted Pipeline, logged in its run
+
+
+def train_candidates(splits: Splits, experiment_id: str, tags: dict[str, str]) -> Trained:
+    """Fit every candidate in its own nested, autologged MLflow run (its parameters, training
+    metrics and train split), score it on validation, and log the best one's model there."""
     x_train, y_train = ml.model_input(splits.train), splits.train[LABEL]
-    results = []
-    mlflow_sklearn.autolog(log_models=True, silent=True)
+    candidates, fitted = [], {}
+    mlflow_sklearn.autolog(log_models=False, silent=True)
     try:
         for name, pipeline in ml.candidate_pipelines().items():
             with start_run(
@@ -170,10 +184,21 @@ def train_candidates(splits: Splits, experiment_id: str, tags: dict[str, str]) -
                 pipeline.fit(x_train, y_train)
                 auc = ml.roc_auc(pipeline, splits.validation)
                 log_metric(AUC_TAG, auc)
-            results.append(Candidate(name, run.info.run_id, logged_model_uri(run.info.run_id), auc))
+            candidates.append(Candidate(name, run.info.run_id, auc))
+            fitted[name] = pipeline
     finally:
         mlflow_sklearn.autolog(disable=True)
-    return results
+    best = max(candidates, key=lambda c: c.roc_auc)
+    model = fitted[best.name]
+    with start_run(run_id=best.run_id, nested=True):
+        info = mlflow_sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x_train, model.predict(x_train)),  # as autolog infers it
+            pip_requirements=PIP_REQUIREMENTS,
+            serialization_format=mlflow_sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,  # as autolog's
+        )
+    return Trained(candidates, best, info.model_uri)
 
 
 def evaluate_on_test(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
@@ -230,15 +255,14 @@ def register_best_candidate(
                 "candidates": ",".join(ml.candidate_pipelines()),
             }
         )
-        candidates = train_candidates(splits, parent.info.experiment_id, tags)
-        best = max(candidates, key=lambda c: c.roc_auc)
+        trained = train_candidates(splits, parent.info.experiment_id, tags)
+        candidates, best = trained.candidates, trained.best
         log_metric(AUC_TAG, best.roc_auc)
         set_tag("best_candidate", best.name)
-        version = register_model(
-            best.model_uri, MODEL_NAME, tags={AUC_TAG: repr(best.roc_auc), CANDIDATE_TAG: best.name}
-        ).version
+        version_tags = {AUC_TAG: repr(best.roc_auc), CANDIDATE_TAG: best.name}
+        version = register_model(trained.model_uri, MODEL_NAME, tags=version_tags).version
         set_tag("registered_version", version)
-        test_metrics = evaluate_on_test(best.model_uri, splits.test)
+        test_metrics = evaluate_on_test(trained.model_uri, splits.test)
     registry(tracking).mark_challenger(str(version), context.run_id, "churn_model")
     context.log.info(f"{MODEL_NAME} v{version} ({best.name}, AUC {best.roc_auc:.4f}) is challenger")
     return dg.MaterializeResult(

@@ -368,7 +368,6 @@ def roc_auc(model, frame: pd.DataFrame) -> float:
 class Candidate:
     name: str
     run_id: str
-    model_uri: str
     roc_auc: float
 
 

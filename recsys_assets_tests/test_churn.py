@@ -129,7 +129,7 @@ def test_candidates_are_autologged_runs_nested_under_one_parent(trained):
     [logged] = best.outputs.model_outputs
     versions = client.search_model_versions(f"name = '{churn.MODEL_NAME}'")
     [registered] = [v for v in versions if v.run_id == best.info.run_id]
-    assert registered.model_id == logged.model_id
+    assert registered.source == f"models:/{logged.model_id}"
     assert parent.data.metrics[ml.AUC_TAG] == best.data.metrics[ml.AUC_TAG]
     assert parent.data.tags["best_candidate"] == best.info.run_name
     assert autologging_is_disabled("sklearn")  # the step turned autolog off again

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
 
     settings = Settings.from_env()
-    spark = build_session(settings.spark_master, settings.spark_remote)
+    spark = build_session(settings.spark_master, settings.spark_remote, settings.spark_conf)
     tracking: MlflowResource = build_resources(settings)["mlflow"]  # type: ignore[assignment]
     tracking.setup_for_execution(None)  # type: ignore[arg-type]  # sets the tracking URIs
     lake = Lake(build_resources(settings)["lakehouse"])  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     spark = SparkResource(
         master=settings.spark_master,
         remote=from_env(settings, "SPARK_REMOTE", settings.spark_remote),
+        spark_config=settings.spark_conf,
     )
     lakehouse = Lakehouse(root_uri=settings.lakehouse_uri, spark=spark)
     return {

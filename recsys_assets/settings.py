@@ -13,8 +13,9 @@ All local state sits under one root, ``RECSYS_HOME`` (default ``.recsys`` in the
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class Settings:
     # drift_retrain_sensor (off by default) starts refresh_job when the churn features' max PSI
     # against the champion's training set is above this.
     drift_retrain_psi: float = 0.2
+    # Spark settings over the project's own (resources/spark.py), e.g. fewer shuffle partitions
+    # for small data: RECSYS_SPARK_CONF='{"spark.sql.shuffle.partitions": "4"}'.
+    spark_conf: dict[str, str] = field(default_factory=dict)
     # Which of SECRET_VARS were read from this process's environment: the resources take
     # dg.EnvVar(name) for them, so Dagster stores and shows the name, never the value.
     from_process_env: frozenset[str] = frozenset()
@@ -79,9 +83,24 @@ class Settings:
             landing_reingest_changed=env.get("RECSYS_REINGEST_CHANGED", "0").lower()
             in ("1", "true", "yes"),
             drift_retrain_psi=float(env.get("RECSYS_DRIFT_RETRAIN_PSI") or 0.2),
+            spark_conf=parse_spark_conf(env.get("RECSYS_SPARK_CONF") or "{}"),
             # Only the process environment is there again when Dagster resolves an EnvVar at
             # run time; values from a mapping passed in (tests) stay plain values.
             from_process_env=frozenset(v for v in SECRET_VARS if env.get(v))
             if env is os.environ
             else frozenset(),
         )
+
+
+def parse_spark_conf(text: str) -> dict[str, str]:
+    """``RECSYS_SPARK_CONF``: a JSON object of Spark settings (values as Spark reads them)."""
+    try:
+        conf = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"RECSYS_SPARK_CONF is not JSON ({error}): {text!r}") from error
+    if not isinstance(conf, dict):
+        raise ValueError(f"RECSYS_SPARK_CONF must be a JSON object of Spark settings: {text!r}")
+    return {
+        str(key): str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in conf.items()
+    }

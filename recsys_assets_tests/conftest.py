@@ -11,7 +11,7 @@ from recsys_assets import datagen
 from recsys_assets.definitions import build_definitions
 from recsys_assets.resources.spark import build_session
 from recsys_assets.settings import Settings
-from recsys_assets_tests.support import generate
+from recsys_assets_tests.support import TEST_SQL, generate, settings_for
 
 MEDALLION = dg.AssetSelection.groups("bronze", "silver", "gold")
 
@@ -21,7 +21,7 @@ def spark() -> Iterator[SparkSession]:
     session = build_session(
         "local[2]",
         extra={
-            "spark.sql.shuffle.partitions": "2",
+            **TEST_SQL,
             "spark.default.parallelism": "2",
             "spark.driver.memory": "2g",
             "spark.log.level": "ERROR",
@@ -33,9 +33,7 @@ def spark() -> Iterator[SparkSession]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    # Files are generated just before each run: tests that want the wait set it themselves.
-    env = {"RECSYS_HOME": str(tmp_path / "recsys"), "RECSYS_LANDING_SETTLE_SECONDS": "0"}
-    return Settings.from_env(env)
+    return settings_for(tmp_path / "recsys")
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Helpers for tests: small generated data, and Delta tables read back with delta-rs."""
 
+import json
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 from deltalake import DeltaTable
@@ -20,6 +22,21 @@ DEPLOYMENT_ENV = (
     "MLFLOW_REGISTRY_URI",
     "DAGSTER_HOME",
 )
+
+
+# Small data: a shuffle partition per core (the project's 64 are sized for 10M orders).
+TEST_SQL = {"spark.sql.shuffle.partitions": "2"}
+
+
+def settings_for(home: Path, **env: str) -> Settings:
+    """Settings for a test's own ``RECSYS_HOME``. Files are generated just before each run, so
+    they need not settle (tests that want the wait set it themselves)."""
+    defaults = {
+        "RECSYS_HOME": str(home),
+        "RECSYS_LANDING_SETTLE_SECONDS": "0",
+        "RECSYS_SPARK_CONF": json.dumps(TEST_SQL),
+    }
+    return Settings.from_env({**defaults, **env})
 
 
 def generate(settings: Settings, **kwargs) -> datagen.GenerationSummary:

@@ -20,7 +20,7 @@ from recsys_assets.registry import Registry
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
-from recsys_assets_tests.support import delta_table, generate, read_table
+from recsys_assets_tests.support import delta_table, generate, read_table, settings_for
 
 MODEL_ASSETS = ["als_challenger", "als_evaluation", "als_champion", "customer_recommendations"]
 
@@ -28,7 +28,7 @@ MODEL_ASSETS = ["als_challenger", "als_evaluation", "als_champion", "customer_re
 @pytest.fixture(scope="module")
 def split_lakehouse(tmp_path_factory, spark) -> Path:
     """Medallion tables and the train/test split, built once for the module."""
-    settings = Settings.from_env({"RECSYS_HOME": str(tmp_path_factory.mktemp("als"))})
+    settings = settings_for(tmp_path_factory.mktemp("als"))
     generate(settings, customers=200)
     defs = build_definitions(settings)
     selection = dg.AssetSelection.assets("als_train", "als_test").upstream()
@@ -354,7 +354,7 @@ def test_an_unreachable_tracking_server_fails_with_its_address(
 ):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     uri = f"http://127.0.0.1:{free_port()}"
-    settings = Settings.from_env({"RECSYS_HOME": str(lakehouse.parent), "MLFLOW_TRACKING_URI": uri})
+    settings = settings_for(lakehouse.parent, MLFLOW_TRACKING_URI=uri)
     defs = build_definitions(settings)
 
     result = dg.materialize(

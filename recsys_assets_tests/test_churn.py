@@ -36,7 +36,7 @@ from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
 from recsys_assets.sensors import DRIFT_RETRAIN_TAG, drift_retrain_sensor
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
-from recsys_assets_tests.support import generate, read_table
+from recsys_assets_tests.support import generate, read_table, settings_for
 
 CUSTOMERS, DAYS = 400, 90  # ~6k orders; about 100 validation customers
 
@@ -95,7 +95,7 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, spark) -> Trained:
     """Generated data taken from the landing zone through to churn_predictions, once."""
-    settings = Settings.from_env({"RECSYS_HOME": str(tmp_path_factory.mktemp("churn") / "home")})
+    settings = settings_for(tmp_path_factory.mktemp("churn") / "home")
     summary = generate(settings, customers=CUSTOMERS, days=DAYS)
     result = run_assets(
         settings, dg.AssetSelection.assets("churn_champion", "churn_predictions").upstream()
@@ -394,12 +394,7 @@ def test_an_unlearnable_training_set_fails_naming_the_cause(rows, cause):
 )
 def test_bad_training_data_fails_the_run_and_moves_no_alias(trained, tmp_path, rows, cause):
     # The trained registry, with another lakehouse holding a bad churn_training_set.
-    settings = Settings.from_env(
-        {
-            "RECSYS_HOME": str(trained.settings.home),
-            "RECSYS_LAKEHOUSE_URI": str(tmp_path / "lakehouse"),
-        }
-    )
+    settings = settings_for(trained.settings.home, RECSYS_LAKEHOUSE_URI=str(tmp_path / "lakehouse"))
     write_deltalake(f"{settings.lakehouse_uri}/ml/churn_training_set", rows)
     before = {a: alias_version(settings, a) for a in (CHAMPION, CHALLENGER)}
     known = versions(settings)

@@ -163,3 +163,21 @@ def test_the_batch_tables_must_be_fresh_every_day(plain_defs):
     snap = {n.asset_key.to_user_string(): n for n in snapshot(plain_defs).asset_nodes}
     assert snap["customer_recommendations"].freshness_policy.fail_window.to_timedelta() == day
     assert snap["churn_predictions"].freshness_policy == specs["churn_predictions"].freshness_policy
+
+
+def test_spark_settings_from_the_environment_reach_the_spark_resource(tmp_path):
+    conf = '{"spark.sql.shuffle.partitions": 3, "spark.sql.adaptive.enabled": false}'
+    settings = Settings.from_env({"RECSYS_HOME": str(tmp_path), "RECSYS_SPARK_CONF": conf})
+    spark = build_definitions(settings).resources["spark"]
+    assert isinstance(spark, SparkResource)
+    # As Spark reads them: strings, JSON's false as "false".
+    assert spark.spark_config == {
+        "spark.sql.shuffle.partitions": "3",
+        "spark.sql.adaptive.enabled": "false",
+    }
+
+
+@pytest.mark.parametrize("conf", ["spark.sql.shuffle.partitions=3", '["spark.ui.enabled"]'])
+def test_spark_settings_that_are_not_a_json_object_are_refused_by_name(tmp_path, conf):
+    with pytest.raises(ValueError, match="RECSYS_SPARK_CONF"):
+        Settings.from_env({"RECSYS_HOME": str(tmp_path), "RECSYS_SPARK_CONF": conf})

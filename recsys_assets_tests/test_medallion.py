@@ -28,13 +28,21 @@ def check_violations(result: dg.ExecuteInProcessResult, asset: str) -> dict[str,
     }
 
 
-def test_materialises_every_table_and_quarantines_bad_rows_with_reasons(settings, materialize):
+def test_materialises_every_table_and_quarantines_bad_rows_with_reasons(
+    settings, materialize, spark
+):
     summary = generate(settings, bad_fraction=0.08, malformed_fraction=0.02)
     bad = summary.bad_rows
 
     result = materialize()
 
     assert result.success
+    # The run's session took RECSYS_SPARK_CONF over the project's 64 partitions.
+    assert (
+        spark.conf.get("spark.sql.shuffle.partitions")
+        == settings.spark_conf["spark.sql.shuffle.partitions"]
+        == "2"
+    )
     bronze = read_table(settings, "bronze", "sales_orders_bronze")
     assert len(bronze) == summary.orders + bad.total - bad.missing_pk
     silver = read_table(settings, "silver", "sales_orders_silver")

@@ -24,8 +24,15 @@ DEPLOYMENT_ENV = (
 )
 
 
-# Small data: a shuffle partition per core (the project's 64 are sized for 10M orders).
-TEST_SQL = {"spark.sql.shuffle.partitions": "2"}
+# Small data: a shuffle partition per core (the project's 64 are sized for 10M orders), and
+# Spark's interpreted evaluation, as in Spark's own test suites: compiling generated code costs
+# more than it saves on tables of a few hundred rows (a quarter of an incremental test's time).
+# The e2e and cluster suites run the project's settings.
+TEST_SQL = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
 
 
 def settings_for(home: Path, **env: str) -> Settings:

@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 900  # a whole-graph CLI run takes about 2 min here; room for slow machines
 # Small models, so the lifecycle below is quick; the same on every deployment.
 FIRST = {"rank": 2, "max_iter": 2}
-WEAK = {"rank": 1, "max_iter": 1}
 BETTER = {"rank": 4, "max_iter": 3, "alpha": 5.0}
 # What `*als_interactions_30d` writes: the tables that grow with the data.
 MEDALLION_TABLES = [
@@ -108,7 +107,9 @@ def deployment(root: Path, instance_yaml: str, **env: str) -> Deployment:
     clean = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
     full_env = {**clean, "RECSYS_HOME": str(root / "recsys"), "DAGSTER_HOME": str(dagster_home)}
     target = Deployment(root, {**full_env, **env})
-    generate(target.settings, customers=200)  # where ALS beats popularity (test_als.py)
+    # Where ALS beats popularity (test_als.py); the bad rows are extra, so the good ones are
+    # those of clean data and every deployment quarantines the same rows.
+    generate(target.settings, customers=200, bad_fraction=0.05)
     return target
 
 
@@ -204,24 +205,25 @@ def test_connect_server_mlflow_server_and_postgres_instance(
     # The whole graph, model training and logging included, through Spark Connect.
     assert_succeeded(target.materialize("*", als_config(FIRST)))
     assert_same_tables(target, embedded)
+    assert target.rows("silver", "sales_orders_quarantine")  # the rules ran there too
     for model in (als.MODEL_NAME, churn.MODEL_NAME):
         assert champion(client, model) == "1"
         assert Verdict.from_tags(client.get_model_version(model, "1").tags).status == "PASSED"
 
-    # The lifecycle on the tracking server: a weak challenger is blocked, a better one promoted,
-    # and the rollback job gives the alias back.
+    # The lifecycle on the tracking server: a better challenger is promoted (its verdict and
+    # the alias recorded there), and the rollback job gives the alias back. A challenger that
+    # the gate blocks is test_als.py's, on the same Registry code.
     models = "als_challenger als_evaluation als_champion customer_recommendations".split()
-    weak = target.materialize(",".join(models), als_config(WEAK))
-    assert weak.returncode != 0 and "rmse_gate" in weak.stderr, weak.stderr[-3000:]
-    assert champion(client, als.MODEL_NAME) == "1"
-    verdict = Verdict.from_tags(client.get_model_version(als.MODEL_NAME, "2").tags)
-    assert verdict.status == "FAILED" and "champion's" in verdict.reason
     assert_succeeded(target.materialize(",".join(models), als_config(BETTER)))
-    assert champion(client, als.MODEL_NAME) == "3"
+    assert champion(client, als.MODEL_NAME) == "2"
+    verdict = Verdict.from_tags(client.get_model_version(als.MODEL_NAME, "2").tags)
+    assert (verdict.status, verdict.champion_version) == ("PASSED", "1")  # compared with v1
     rollback = target.dagster("job", "execute", "-m", "recsys_assets.definitions",
                               "-j", "rollback_champion")  # fmt: skip
     assert_succeeded(rollback)
     assert champion(client, als.MODEL_NAME) == "1"
+    rolled_back = Verdict.from_tags(client.get_model_version(als.MODEL_NAME, "2").tags)
+    assert rolled_back.status == "ROLLED_BACK"
 
     # Runs, their event logs and schedule state live in PostgreSQL.
     schedule = target.dagster("schedule", "start", "daily_refresh",
@@ -231,7 +233,7 @@ def test_connect_server_mlflow_server_and_postgres_instance(
         cursor.execute("SELECT status FROM runs ORDER BY create_timestamp")
         # ... the last two: the rollback, and the re-scoring run it launched
         statuses = [s for (s,) in cursor.fetchall()]
-        assert statuses == ["SUCCESS", "FAILURE", "SUCCESS", "SUCCESS", "SUCCESS"]
+        assert statuses == ["SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS"]
         cursor.execute(
             "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
         )

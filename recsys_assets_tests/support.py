@@ -11,8 +11,9 @@ from recsys_assets import datagen
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
 
-# Where a process sends its tables, Spark work, MLflow runs and Dagster runs: tests that start
-# the CLI or `dagster dev` set these themselves, so the caller's shell never leaks in.
+# Where a process sends its tables, Spark work, MLflow runs and Dagster runs, and how Spark is
+# tuned: tests that start the CLI or `dagster dev` set these themselves, so the caller's shell
+# never leaks in.
 DEPLOYMENT_ENV = (
     "RECSYS_HOME",
     "RECSYS_LAKEHOUSE_URI",
@@ -21,18 +22,21 @@ DEPLOYMENT_ENV = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_REGISTRY_URI",
     "DAGSTER_HOME",
+    "RECSYS_SPARK_CONF",
 )
 
 
 # Small data: a shuffle partition per core (the project's 64 are sized for 10M orders), and
 # Spark's interpreted evaluation, as in Spark's own test suites: compiling generated code costs
 # more than it saves on tables of a few hundred rows (a quarter of an incremental test's time).
-# The e2e and cluster suites run the project's settings.
+# Every test runs with it (as RECSYS_SPARK_CONF) but the e2e suite's `dagster dev`, which runs
+# the project's own settings, as a user meets them.
 TEST_SQL = {
     "spark.sql.shuffle.partitions": "2",
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
+TEST_SPARK_CONF = json.dumps(TEST_SQL)
 
 
 def settings_for(home: Path, **env: str) -> Settings:
@@ -41,7 +45,7 @@ def settings_for(home: Path, **env: str) -> Settings:
     defaults = {
         "RECSYS_HOME": str(home),
         "RECSYS_LANDING_SETTLE_SECONDS": "0",
-        "RECSYS_SPARK_CONF": json.dumps(TEST_SQL),
+        "RECSYS_SPARK_CONF": TEST_SPARK_CONF,
     }
     return Settings.from_env({**defaults, **env})
 

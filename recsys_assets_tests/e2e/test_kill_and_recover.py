@@ -30,7 +30,7 @@ from recsys_assets.registry import CHAMPION, DAGSTER_RUN_TAG, Verdict
 from recsys_assets.settings import Settings
 from recsys_assets_tests.e2e.conftest import REPO
 from recsys_assets_tests.processes import Service, kill_all, wait_for
-from recsys_assets_tests.support import DEPLOYMENT_ENV
+from recsys_assets_tests.support import DEPLOYMENT_ENV, TEST_SPARK_CONF
 
 DATA = {"customers": 300, "days": 60, "seed": 7}
 # Later drops of ten days each: the models' 30-day window holds as much history as after the
@@ -82,6 +82,7 @@ def homes(tmp_path: Path) -> dict[str, str]:
         "DAGSTER_HOME": str(dagster_home),
         "RECSYS_HOME": str(tmp_path / "recsys"),
         "RECSYS_LANDING_SETTLE_SECONDS": "0",
+        "RECSYS_SPARK_CONF": TEST_SPARK_CONF,  # small data (the shared dagster dev runs defaults)
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
 
@@ -157,11 +158,22 @@ def test_killed_runs_lose_nothing_and_the_daemon_goes_on(homes: dict[str, str], 
     assert silver.to_pyarrow_dataset().count_rows() == sum(d.orders for d in drops)
     settings = Settings.from_env({"RECSYS_HOME": str(home)})
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_registry_uri)
-    for model in (ALS_MODEL, CHURN_MODEL):  # promoted by the sensor's run
-        champion = client.get_model_version_by_alias(model, CHAMPION)
+    started_at = instance.get_run_record_by_id(run.run_id).start_time
+    customers = DeltaTable(str(home / "lakehouse" / "silver" / "customers_silver")).to_pandas()
+    for model, table in (
+        (ALS_MODEL, "customer_recommendations"),
+        (CHURN_MODEL, "churn_predictions"),
+    ):
+        champion = client.get_model_version_by_alias(model, CHAMPION)  # promoted by that run
         verdict = Verdict.from_tags(champion.tags)
         assert verdict is not None and verdict.status == "PASSED", (model, verdict)
         assert champion.tags[DAGSTER_RUN_TAG] == run.run_id, model
+        # ... and the day's scores come from it, for every customer, written in that run.
+        scores = DeltaTable(str(home / "lakehouse" / "gold" / table)).to_pandas()
+        assert set(scores.model_version.astype(str)) == {str(champion.version)}, table
+        stamp = scores.filter(like="_at").iloc[:, 0]  # generated_at / scored_at
+        assert stamp.min().timestamp() >= started_at, table
+        assert set(scores.customer_id) == set(customers.customer_id), table
     lakehouse = home / "lakehouse"
     tables = sorted(p.parent for p in lakehouse.glob("*/*/_delta_log"))
     assert len(tables) >= 10

@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test test-e2e test-cluster chromium postgresql dev mlflow bench lint clean maintain
+.PHONY: setup demo test test-e2e test-cluster test-servers chromium postgresql dev mlflow serve serve-recommendations serve-churn bench lint clean maintain
 
 setup: $(BIN)/.installed
 
@@ -61,7 +61,24 @@ mlflow: setup
 	mkdir -p $(RECSYS_HOME)/mlflow
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RECSYS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
+# MLflow's scoring servers (POST /invocations) for both champions, on loopback; Ctrl-C stops both.
+RECS_PORT ?= 5001
+CHURN_PORT ?= 5002
+SERVE = PATH="$(abspath $(BIN)):$$PATH" \
+	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(RECSYS_HOME)/mlflow/mlflow.db}" \
+	$(BIN)/mlflow models serve --env-manager local -h 127.0.0.1 -w 1
+
+serve: setup
+	$(MAKE) -j2 serve-recommendations serve-churn
+
+serve-recommendations:
+	$(SERVE) -m models:/als_recommender@champion -p $(RECS_PORT)
+
+serve-churn:
+	$(SERVE) -m models:/churn_scorer@champion -p $(CHURN_PORT)
+
 bench: setup
+	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/als_fit.py --repeats 2
 	$(BIN)/python benchmarks/incremental.py --orders 1000000
 	$(BIN)/python benchmarks/overhead.py --orders 100000

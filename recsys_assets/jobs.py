@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from recsys_assets.assets import als, churn
 from recsys_assets.assets.als import MODEL_NAME as ALS_MODEL
 from recsys_assets.registry import Registry
 from recsys_assets.resources.mlflow import MlflowResource
@@ -33,6 +34,8 @@ churn_champion_job = champion_job("churn_champion")
 
 # The batch table each registered model scores.
 SCORED_BY = {ALS_MODEL: "customer_recommendations", "churn_model": "churn_predictions"}
+# Each model's registry, with the serving model whose champion follows it.
+SERVED_BY = {ALS_MODEL: als.SERVING, churn.MODEL_NAME: churn.SERVING}
 
 
 class RollbackConfig(dg.Config):
@@ -49,11 +52,20 @@ def rollback_job(resources: Mapping[str, object]) -> dg.JobDefinition:
         """Give the champion alias back to the version it replaced, then re-score its table."""
         if config.model not in SCORED_BY:
             raise dg.Failure(f"Unknown model {config.model!r}: one of {sorted(SCORED_BY)}.")
-        replaced, restored = Registry(mlflow.client, config.model).rollback(context.run_id)
+        models = Registry(mlflow.client, config.model, SERVED_BY[config.model])
+        replaced, restored = models.rollback(context.run_id)
         context.log.info(
             f"{config.model}: champion moved back from v{replaced} to v{restored}; "
             f"v{replaced} is marked ROLLED_BACK and will not be promoted again"
         )
+        serving, served = SERVED_BY[config.model].name, models.served_from(restored)
+        if served:
+            context.log.info(f"{serving}@champion moved to v{served}, built from v{restored}")
+        else:
+            context.log.warning(
+                f"No {serving} version was built from {config.model} v{restored}: "
+                f"{serving}@champion is removed until a champion is promoted again"
+            )
         rescore(context, SCORED_BY[config.model], resources)
 
     @dg.job(

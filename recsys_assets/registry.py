@@ -9,6 +9,12 @@ the metrics. ``promote`` moves ``champion`` to that pinned version only if this 
 passed it against the current champion. ``rollback`` gives ``champion`` back to the version it
 replaced and marks the rolled-back one ``ROLLED_BACK``: no gate judges it again, so it is never
 promoted again without retraining (which registers a new version).
+
+A model may have a *serving* model (``Serving``): another registered model whose versions are
+built from this one's champions, for MLflow's scoring server (``als_recommender`` from
+``als_recommendation_model``). ``serve`` tags such a version with the champion version it came
+from and moves the serving model's ``champion`` to it; ``rollback`` moves it back to the version
+tied to the restored champion, so both aliases always name the same model.
 """
 
 import json
@@ -143,6 +149,15 @@ def decide(
 
 
 @dataclass(frozen=True)
+class Serving:
+    """A registered model served in place of another: each of its versions is built from one
+    champion version of that model, named in the version's tag ``tag``."""
+
+    name: str  # e.g. als_recommender
+    tag: str  # e.g. als_version
+
+
+@dataclass(frozen=True)
 class Verdict:
     status: Literal["PASSED", "FAILED", "ROLLED_BACK"]
     reason: str
@@ -162,8 +177,8 @@ class Verdict:
 class Registry:
     """The registered model ``name``: its aliases and verdicts."""
 
-    def __init__(self, client: MlflowClient, name: str):
-        self.client, self.name = client, name
+    def __init__(self, client: MlflowClient, name: str, serving: "Serving | None" = None):
+        self.client, self.name, self.serving = client, name, serving
 
     def version(self, version: str) -> ModelVersion:
         return self.client.get_model_version(self.name, version)
@@ -248,7 +263,8 @@ class Registry:
 
     def rollback(self, dagster_run_id: str) -> tuple[str, str]:
         """Give ``champion`` back to the version it replaced and mark the current one
-        ``ROLLED_BACK`` (and drop its ``challenger`` alias); returns (rolled back, restored)."""
+        ``ROLLED_BACK`` (and drop its ``challenger`` alias); returns (rolled back, restored).
+        The serving model's ``champion`` follows (see ``follow``)."""
         current = self.with_alias(CHAMPION)
         if current is None:
             raise dg.Failure(f"{self.name} has no champion to roll back.")
@@ -263,7 +279,47 @@ class Registry:
         challenger = self.with_alias(CHALLENGER)
         if challenger is not None and str(challenger.version) == version:
             self.client.delete_registered_model_alias(self.name, CHALLENGER)
+        if self.serving is not None:
+            self.follow(restored)
         return version, restored
+
+    # -------------------------------------------------------------- the serving model
+
+    def serve(self, version: str, serving_version: str) -> None:
+        """Tie ``serving_version`` of the serving model to this model's champion ``version``
+        (tag ``<serving.tag>``) and point the serving model's ``champion`` at it."""
+        serving = self._serving()
+        if self.champion() != version:
+            raise dg.Failure(
+                f"{self.name} v{version} is not the champion: {serving.name} "
+                f"v{serving_version} is not served."
+            )
+        self.client.set_model_version_tag(serving.name, serving_version, serving.tag, version)
+        self.client.set_registered_model_alias(serving.name, CHAMPION, serving_version)
+
+    def served_from(self, version: str) -> str | None:
+        """The newest serving model version built from this model's ``version``, if any."""
+        serving = self._serving()
+        found = self.client.search_model_versions(
+            f"name = '{serving.name}' AND tags.`{serving.tag}` = '{version}'"
+        )
+        return str(max(int(v.version) for v in found)) if found else None
+
+    def follow(self, version: str) -> str | None:
+        """Point the serving model's ``champion`` at the version built from ``version``; with
+        none (a champion older than serving), drop the alias rather than serve another
+        model. Returns the serving version, or None."""
+        serving, target = self._serving(), self.served_from(version)
+        if target is not None:
+            self.client.set_registered_model_alias(serving.name, CHAMPION, target)
+        elif Registry(self.client, serving.name).champion() is not None:
+            self.client.delete_registered_model_alias(serving.name, CHAMPION)
+        return target
+
+    def _serving(self) -> "Serving":
+        if self.serving is None:
+            raise ValueError(f"{self.name} has no serving model")
+        return self.serving
 
 
 # ------------------------------------------------------------------ the pinned version

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
+from mlflow import pyfunc
 from mlflow import spark as mlflow_spark
 from mlflow.data import get_source
 from pyspark.sql import functions as F
@@ -106,6 +108,31 @@ def assert_runs_link_tables_and_versions(settings: Settings, result) -> None:
 
 def champion_version(settings: Settings) -> str | None:
     return Registry(mlflow_resource(settings).client, MODEL_NAME).champion()
+
+
+def assert_served_champion_answers_as_the_batch(settings: Settings, als_version: str) -> None:
+    """als_recommender@champion is tied to ALS ``als_version`` and, loaded as MLflow's scoring
+    server loads it (pyfunc, no Spark), answers as customer_recommendations, unknown ids too."""
+    client = mlflow_resource(settings).client
+    served = client.get_model_version_by_alias(als.SERVING.name, "champion")
+    assert served.tags[als.SERVING.tag] == als_version
+    model = pyfunc.load_model(f"models:/{als.SERVING.name}@champion")
+    batch = read_table(settings, "gold", "customer_recommendations")
+    assert set(batch.model_version) == {int(als_version)}
+    by_source = batch.groupby("source").customer_id.unique()
+    customers = [*by_source["als"][:15], *by_source["popularity"][:5]]
+    answer = model.predict(pd.DataFrame({"customer_id": customers}))
+    expected = batch[batch.customer_id.isin(customers)]
+    key = ["customer_id", "rank"]
+    joined = expected.merge(answer, on=key, how="outer", suffixes=("_batch", "_served"))
+    assert len(joined) == len(expected) == len(answer) == 10 * len(customers)
+    assert (joined.product_id_batch == joined.product_id_served).all()
+    assert (joined.source_batch == joined.source_served).all()
+    np.testing.assert_allclose(joined.score_served, joined.score_batch, rtol=1e-4, atol=1e-5)
+    unknown = model.predict(pd.DataFrame({"customer_id": [-1]}))
+    popular = batch[batch.source == "popularity"].product_id.value_counts()
+    assert set(unknown.source) == {"popularity"} and len(unknown) == 10
+    assert unknown.product_id.iloc[0] in set(popular.index)
 
 
 def test_split_is_a_stable_function_of_the_pair(spark):
@@ -221,6 +248,7 @@ def test_the_gate_blocks_a_better_rmse_that_ranks_worse_and_scoring_goes_on(
     assert (sources == {"popularity"}).sum() > 0  # customers without orders in the window
     assert_no_purchased_product(settings)
     assert_recommendation_checks(settings, first)
+    assert_served_champion_answers_as_the_batch(settings, "1")
 
     weak = run(settings, instance, MODEL_ASSETS, WEAK_RANKING)
     assert not weak.success  # a failed blocking check fails the run
@@ -245,10 +273,15 @@ def test_the_gate_blocks_a_better_rmse_that_ranks_worse_and_scoring_goes_on(
     assert champion_version(settings) == "3"
     assert scored_version(better) == 3  # scoring ran after the promotion in the same run
     assert registry.version("3").tags["previous_champion_version"] == "1"
+    assert_served_champion_answers_as_the_batch(settings, "3")
+    served = Registry(mlflow_resource(settings).client, als.SERVING.name)
+    assert served.champion() == "2"  # one als_recommender version per promotion: v1, v2
 
     rollback = build_definitions(settings).resolve_job_def("rollback_champion")
     assert rollback.execute_in_process(instance=instance).success
     assert champion_version(settings) == "1"
+    assert served.champion() == "1"  # the recommender built from ALS v1 again
+    assert_served_champion_answers_as_the_batch(settings, "1")
     assert registry.verdict("3").status == "ROLLED_BACK"
     assert set(read_table(settings, "gold", "customer_recommendations").model_version) == {1}
 

@@ -199,6 +199,42 @@ def test_predictions_score_every_current_customer_with_the_champion(trained):
     assert scored.metadata["model_version"].value == 1
 
 
+def test_the_served_churn_scorer_answers_as_churn_predictions(trained):
+    settings = trained.settings
+    client = registry(settings)
+    served = client.get_model_version_by_alias(churn.SERVING.name, "champion")
+    assert served.tags[churn.SERVING.tag] == "1"  # the churn_model champion it was built from
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{churn.SERVING.name}@champion")
+    predictions = read_table(settings, "gold", "churn_predictions").set_index("customer_id")
+
+    ids = list(predictions.index[:25])
+    looked_up = model.predict(pd.DataFrame({"customer_id": ids})).set_index("customer_id")
+    assert list(looked_up.index) == ids and set(looked_up.features) == {"customer_features"}
+    pd.testing.assert_series_equal(
+        looked_up.churn_probability, predictions.churn_probability.loc[ids], check_names=False
+    )
+    assert (looked_up.model_version == 1).all()
+
+    features = read_table(settings, "gold", "customer_features")
+    passed = features[features.customer_id.isin(ids[:5])]
+    scored = model.predict(passed).set_index("customer_id")  # every column, as_of included
+    assert set(scored.features) == {"request"}
+    pd.testing.assert_series_equal(
+        scored.churn_probability,
+        predictions.churn_probability.loc[scored.index],
+        check_names=False,
+    )
+    for frame, message in [
+        (pd.DataFrame({"customer_id": [-1]}), r"No features for customer_id\(s\) \[-1\]"),
+        (pd.DataFrame({"customer_id": ids[:1], "colour": ["red"]}), "Unknown column"),
+        (passed.drop(columns=["total_spend"]), r"without \['total_spend'\]"),
+    ]:
+        with pytest.raises(mlflow.exceptions.MlflowException, match=message) as raised:
+            model.predict(frame)
+        assert raised.value.get_http_status_code() == 400
+
+
 def test_training_set_labels_and_time_slices(trained):
     settings = trained.settings
     training = read_table(settings, "ml", "churn_training_set")

@@ -132,3 +132,35 @@ def test_rollback_restores_the_previous_champion_and_is_never_promoted_again(mod
         models.promote("2", "r4")
     with pytest.raises(dg.Failure, match="replaced no earlier champion"):
         models.rollback("r5")
+
+
+def test_the_serving_model_follows_promotion_and_rollback(models):
+    client = models.client
+    serving = reg.Serving("m_served", tag="m_version")
+    client.create_registered_model(serving.name)
+    for _ in range(3):
+        client.create_model_version(serving.name, "file:///nowhere", None)
+    tied = Registry(client, "m", serving)
+    served = Registry(client, serving.name)
+    models.judge("1", None, scores((0.5, 0.3)), ALS, "r1")
+    models.promote("1", "r1")
+    tied.serve("1", "1")
+    with pytest.raises(dg.Failure, match="is not the champion"):
+        tied.serve("2", "2")  # v2 of m was never promoted: nothing moves
+    assert served.champion() == "1" and served.version("2").tags == {}
+    models.judge("2", "1", scores((0.4, 0.3), (0.5, 0.3)), ALS, "r2")
+    models.promote("2", "r2")
+    tied.serve("2", "2")
+    assert served.champion() == "2" and served.version("2").tags == {"m_version": "2"}
+    assert tied.served_from("1") == "1" and tied.served_from("3") is None
+
+    assert tied.rollback("r3") == ("2", "1")
+    assert models.champion() == "1" and served.champion() == "1"
+
+    # A restored champion that predates serving: the serving alias goes, none is served wrong.
+    client.delete_model_version_tag(serving.name, "1", "m_version")
+    models.judge("3", "1", scores((0.3, 0.3), (0.5, 0.3)), ALS, "r4")
+    models.promote("3", "r4")
+    tied.serve("3", "3")
+    assert tied.rollback("r5") == ("3", "1")
+    assert models.champion() == "1" and served.champion() is None

@@ -6,8 +6,11 @@ sit below the gate, so a blocked challenger never stops the day's scoring.
 """
 
 import os
+import tempfile
+from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pyspark
 from mlflow import log_metrics, log_param, log_params
 from mlflow.models import infer_signature
@@ -19,17 +22,22 @@ from pyspark.sql import functions as F
 
 from recsys_assets.assets.silver import current_customers
 from recsys_assets.ml import als as ml
+from recsys_assets.ml import recommender
 from recsys_assets.ml.als import RANKING_METRICS, K, split_bucket
-from recsys_assets.registry import LIMIT, Registry, Requirement, registered_version
+from recsys_assets.registry import LIMIT, Registry, Requirement, Serving, registered_version
 from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.settings import BATCH_FRESHNESS_WINDOW
 from recsys_assets.tables import GOLD, ML, in_layer
 
 MODEL_NAME = "als_recommendation_model"
+# What MLflow's scoring server serves: the champion's factors as a pyfunc, no Spark needed.
+SERVING = Serving("als_recommender", tag="als_version")
+SERVING_EXPERIMENT = "recsys/serving"  # the runs that log serving models, of both models
 EXPERIMENT = "recsys/als_recommendation"
 GROUP = "als_model"
 PIP_REQUIREMENTS = [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow_version}"]
+SERVING_REQUIREMENTS = [f"mlflow=={mlflow_version}", f"numpy=={np.__version__}"]
 # Batch scoring runs after every other ready step of a run (the in-process executor picks
 # ready steps by this priority), so it follows a promotion in the same run, yet it does not
 # depend on the champion asset, which a failed gate would skip.
@@ -45,7 +53,7 @@ def model_uri(version: str) -> str:
 
 
 def registry(mlflow: MlflowResource) -> Registry:
-    return Registry(mlflow.client, MODEL_NAME)
+    return Registry(mlflow.client, MODEL_NAME, SERVING)
 
 
 # ---------------------------------------------------------------- split
@@ -309,18 +317,54 @@ def rmse_gate(
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"mlflow"}, deps=[als_evaluation])
-def als_champion(context: dg.AssetExecutionContext, mlflow: MlflowResource) -> dg.MaterializeResult:
-    """The registry alias 'champion', moved to this run's challenger once the gate passed it."""
+@dg.asset(group_name=GROUP, kinds={"mlflow", "spark"}, deps=[als_evaluation])
+def als_champion(
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    sales_orders_silver: DataFrame,
+    recommendation_policy: RecommendationPolicy,
+) -> dg.MaterializeResult:
+    """Alias 'champion' moved to this run's challenger once gated; served as als_recommender."""
     version = registered_version(context, "als_challenger")
-    previous = registry(mlflow).promote(version, context.run_id)
+    models = registry(mlflow)
+    previous = models.promote(version, context.run_id)
+    with mlflow.start_run(context, SERVING.name, experiment=SERVING_EXPERIMENT) as run:
+        served = register_recommender(
+            mlflow, version, sales_orders_silver, recommendation_policy.exclude_purchased
+        )
+    models.serve(version, served)
+    context.log.info(f"{SERVING.name} v{served} (from {MODEL_NAME} v{version}) is champion")
     return dg.MaterializeResult(
         metadata={
             "model_version": dg.MetadataValue.int(int(version)),
             "model_uri": f"models:/{MODEL_NAME}@champion",
             "previous_champion_version": previous or "none",
+            "serving_model_version": dg.MetadataValue.int(int(served)),
+            "serving_model_uri": f"models:/{SERVING.name}@champion",
+            "serving_mlflow_run": mlflow.run_url(run),
+            "serving_mlflow_model_version": mlflow.model_version_url(SERVING.name, served),
         }
     )
+
+
+def register_recommender(
+    mlflow: MlflowResource, version: str, sales_orders_silver: DataFrame, exclude_purchased: bool
+) -> str:
+    """Log ``version``'s factors, indexes, purchases and popularity list as the pyfunc
+    ``ml.recommender.Recommender`` (in the active run); returns its registered version."""
+    model = mlflow.load_spark_model(model_uri(version))
+    bought = purchases(sales_orders_silver).select("customer_id", "product_id")
+    data = ml.recommender_data(model, bought, exclude_purchased, K)
+    log_params({SERVING.tag: version, "exclude_purchased": exclude_purchased, "k": K})
+    with tempfile.TemporaryDirectory() as folder:
+        path = data.save(Path(folder) / "recommender.npz")
+        return mlflow.log_pyfunc(
+            recommender.Recommender(),
+            SERVING.name,
+            artifacts={recommender.ARTIFACT: str(path)},
+            signature=recommender.SIGNATURE,
+            pip_requirements=SERVING_REQUIREMENTS,
+        )
 
 
 # ---------------------------------------------------------------- batch inference

@@ -8,7 +8,9 @@ evaluated on test with ``mlflow.models.evaluate`` (ROC and PR curves, confusion 
 ``customer_features`` with ``@champion`` on every refresh, whether or not the challenger won.
 """
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import mlflow
@@ -20,8 +22,9 @@ from mlflow import sklearn as mlflow_sklearn
 from mlflow.models import infer_signature
 from pyspark.sql import DataFrame
 
-from recsys_assets.assets.als import BATCH_FRESHNESS, SCORE_LAST
+from recsys_assets.assets.als import BATCH_FRESHNESS, SCORE_LAST, SERVING_EXPERIMENT
 from recsys_assets.ml import churn as ml
+from recsys_assets.ml import churn_scorer
 from recsys_assets.ml.churn import (
     AUC_TAG,
     CANDIDATE_TAG,
@@ -35,7 +38,7 @@ from recsys_assets.ml.churn import (
     Candidate,
     Splits,
 )
-from recsys_assets.registry import LIMIT, Registry, Requirement, registered_version
+from recsys_assets.registry import LIMIT, Registry, Requirement, Serving, registered_version
 from recsys_assets.resources.lakehouse import PANDAS_IO_MANAGER, Lakehouse
 from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
 from recsys_assets.tables import GOLD, ML, in_layer
@@ -44,6 +47,13 @@ GROUP = "churn_model"
 MODEL_NAME = "churn_model"
 EXPERIMENT = "recsys/churn_model"
 METRIC = "roc_auc"
+# What MLflow's scoring server serves: the champion with the features it scores, by customer_id.
+SERVING = Serving("churn_scorer", tag="churn_version")
+SERVING_REQUIREMENTS = [
+    f"mlflow=={mlflow.__version__}",
+    f"scikit-learn=={sklearn.__version__}",
+    f"pandas=={pd.__version__}",
+]
 
 
 def column_schema(columns: tuple[tuple[str, str, str], ...]) -> dg.TableSchema:
@@ -53,7 +63,7 @@ def column_schema(columns: tuple[tuple[str, str, str], ...]) -> dg.TableSchema:
 
 
 def registry(tracking: MlflowResource) -> Registry:
-    return Registry(tracking.client, MODEL_NAME)
+    return Registry(tracking.client, MODEL_NAME, SERVING)
 
 
 def load_version(version: str):
@@ -335,13 +345,51 @@ def evaluate_gate(
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"mlflow"}, deps=[churn_model])
+@dg.asset(
+    group_name=GROUP,
+    kinds={"mlflow"},
+    deps=[churn_model],
+    ins={"customer_features": dg.AssetIn(input_manager_key=PANDAS_IO_MANAGER)},
+)
 def churn_champion(
-    context: dg.AssetExecutionContext, mlflow: MlflowResource
+    context: dg.AssetExecutionContext, mlflow: MlflowResource, customer_features: pd.DataFrame
 ) -> dg.MaterializeResult:
-    """The champion alias, moved to this run's challenger once churn_gate passed it."""
+    """Alias 'champion' moved to this run's challenger once gated; served as churn_scorer."""
     version = registered_version(context, "churn_model")
-    return promote(version, context.run_id, mlflow)
+    promoted = promote(version, context.run_id, mlflow)
+    with mlflow.start_run(context, SERVING.name, experiment=SERVING_EXPERIMENT) as run:
+        served = register_scorer(mlflow, version, customer_features)
+    registry(mlflow).serve(version, served)
+    context.log.info(f"{SERVING.name} v{served} (from {MODEL_NAME} v{version}) is champion")
+    return dg.MaterializeResult(
+        metadata={
+            **promoted.metadata,
+            "serving_model_version": dg.MetadataValue.int(int(served)),
+            "serving_model_uri": f"models:/{SERVING.name}@champion",
+            "serving_mlflow_run": mlflow.run_url(run),
+            "serving_mlflow_model_version": mlflow.model_version_url(SERVING.name, served),
+        }
+    )
+
+
+def register_scorer(tracking: MlflowResource, version: str, features: pd.DataFrame) -> str:
+    """Log ``version`` with ``features`` as the pyfunc ``ml.churn_scorer.ChurnScorer`` (in the
+    active run); returns its registered version."""
+    log_params({SERVING.tag: version, "customers": len(features)})
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "customer_features.parquet"
+        churn_scorer.feature_table(features).to_parquet(path)
+        return tracking.log_pyfunc(
+            churn_scorer.ChurnScorer(),
+            SERVING.name,
+            artifacts={
+                churn_scorer.CLASSIFIER: f"models:/{MODEL_NAME}/{version}",
+                churn_scorer.FEATURES: str(path),
+            },
+            model_config={churn_scorer.VERSION_KEY: int(version)},
+            signature=churn_scorer.SIGNATURE,
+            pip_requirements=SERVING_REQUIREMENTS,
+        )
 
 
 def promote(version: str, run_id: str, tracking: MlflowResource) -> dg.MaterializeResult:

@@ -8,12 +8,15 @@ popularity list.
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.feature import IndexToString, StringIndexer
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from recsys_assets.ml.recommender import RecommenderData
 
 K = 10
 RANKING_METRICS = ("precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10")  # at K
@@ -366,3 +369,36 @@ def recommendations(
     cold = customers.join(known.select("customer_id").distinct(), "customer_id", "left_anti")
     popular = first_k_unseen(cold.crossJoin(popular_list(purchases, room)), seen, k)
     return known.unionByName(popular.withColumn("source", F.lit(POPULARITY_SOURCE)))
+
+
+def recommender_data(
+    model: PipelineModel, purchases: DataFrame, exclude_purchased: bool = True, k: int = K
+) -> RecommenderData:
+    """What the served recommender (``ml.recommender``) holds, collected from the champion and
+    ``purchases`` (customer_id, product_id): the factors in index order, the indexers' labels,
+    and one row per customer of what they bought. All of it is customers (or products) x
+    rank: pandas-sized by nature."""
+    user_indexer, item_indexer, als_model = model.stages
+
+    def in_index_order(factors: DataFrame, size: int) -> np.ndarray:
+        frame = factors.toPandas()
+        matrix = np.zeros((size, als_model.rank), dtype="float32")
+        if len(frame):
+            matrix[frame["id"].to_numpy()] = np.stack(frame["features"].to_numpy())
+        return matrix
+
+    bought = (
+        purchases.where("customer_id IS NOT NULL AND product_id IS NOT NULL")
+        .groupBy("customer_id")
+        .agg(F.collect_set("product_id").alias("products"))
+        .toPandas()
+    )
+    return RecommenderData.build(
+        customer_ids=[int(label) for label in user_indexer.labels],
+        user_factors=in_index_order(als_model.userFactors, len(user_indexer.labels)),
+        product_ids=list(item_indexer.labels),
+        item_factors=in_index_order(als_model.itemFactors, len(item_indexer.labels)),
+        bought=dict(zip(bought["customer_id"], bought["products"], strict=True)),
+        exclude_purchased=exclude_purchased,
+        k=k,
+    )

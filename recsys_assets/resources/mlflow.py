@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import mlflow
+import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
@@ -185,6 +186,24 @@ class MlflowResource(dg.ConfigurableResource):
     def load_spark_model(self, model_uri: str) -> PipelineModel:
         """``mlflow.spark.load_model``, also over Spark Connect."""
         return mlflow_spark.load_model(model_uri, self.spark_staging_uri)
+
+    def log_pyfunc(
+        self,
+        python_model: mlflow.pyfunc.PythonModel,
+        registered_model_name: str,
+        artifacts: dict[str, str],
+        **kwargs: Any,
+    ) -> str:
+        """Log a ``PythonModel`` to the active run (``name="model"``) and register it as a new
+        version of ``registered_model_name``; returns the version."""
+        logged = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts=artifacts,
+            registered_model_name=registered_model_name,
+            **kwargs,
+        )
+        return str(logged.registered_model_version)
 
     def run_url(self, run: Run) -> dg.MetadataValue:
         info = run.info

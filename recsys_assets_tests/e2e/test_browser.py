@@ -2,7 +2,8 @@
 
 Uses the ``dagster dev`` of conftest.py after the sensor's run, so the graph is materialised.
 chromium comes from Debian (`make test-e2e` installs it if missing). To refresh the README's
-screenshot: ``RECSYS_E2E_SCREENSHOT=docs/asset-graph.png make test-e2e``.
+screenshots: ``RECSYS_E2E_SCREENSHOT=docs/asset-graph.png
+RECSYS_E2E_CHECKS_SCREENSHOT=docs/monitoring-checks.png make test-e2e``.
 """
 
 import os
@@ -35,6 +36,13 @@ DRAWN_IN_FULL = (
     "als_champion",
 )
 ATTEMPTS = 3  # a render that has not finished within the virtual time budget is tried again
+# The monitoring checks on the recommendations (README "Monitor"), on the asset's Checks tab.
+RECOMMENDATION_CHECKS = (
+    "catalogue_coverage",
+    "full_list_share",
+    "top_products_concentration",
+    "popularity_share",
+)
 
 
 def lineage_url(dev: DagsterDev) -> str:
@@ -64,6 +72,10 @@ def chromium(profile: Path, *args: str, timeout_s: float = 120) -> str:
     done = run(cmd, timeout_s)
     assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr[-3000:]}"
     return done.stdout
+
+
+def checks_url(dev: DagsterDev, asset: str) -> str:
+    return f"{dev.url}/assets/{asset}?view=checks"
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -105,3 +117,17 @@ def test_a_screenshot_of_the_lineage_shows_a_full_window(ui: DagsterDev, tmp_pat
     if target := os.environ.get("RECSYS_E2E_SCREENSHOT"):
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(png, target)
+
+
+def test_the_checks_tab_shows_the_monitoring_checks(ui: DagsterDev, tmp_path: Path):
+    url = checks_url(ui, "customer_recommendations")
+    for _ in range(ATTEMPTS):
+        dom = chromium(tmp_path / "profile", "--dump-dom", url)
+        missing = [name for name in RECOMMENDATION_CHECKS if name not in dom]
+        if not missing:
+            break
+    assert not missing, f"checks missing from the rendered page: {missing}\n{dom[-3000:]}"
+    if target := os.environ.get("RECSYS_E2E_CHECKS_SCREENSHOT"):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        chromium(tmp_path / "profile", f"--screenshot={Path(target).resolve()}", url)
+        assert png_size(Path(target)) == WINDOW

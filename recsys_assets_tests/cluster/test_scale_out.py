@@ -26,7 +26,7 @@ from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
 from recsys_assets_tests.cluster.conftest import Postgres, SparkCluster
 from recsys_assets_tests.processes import HOST, Service, run
-from recsys_assets_tests.support import DEPLOYMENT_ENV, generate
+from recsys_assets_tests.support import DEPLOYMENT_ENV, TEST_SPARK_CONF, generate
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 900  # a whole-graph CLI run takes about 2 min here; room for slow machines
@@ -105,7 +105,12 @@ def deployment(root: Path, instance_yaml: str, **env: str) -> Deployment:
     dagster_home.mkdir(parents=True)
     shutil.copy(REPO / instance_yaml, dagster_home / "dagster.yaml")
     clean = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
-    full_env = {**clean, "RECSYS_HOME": str(root / "recsys"), "DAGSTER_HOME": str(dagster_home)}
+    full_env = {
+        **clean,
+        "RECSYS_HOME": str(root / "recsys"),
+        "DAGSTER_HOME": str(dagster_home),
+        "RECSYS_SPARK_CONF": TEST_SPARK_CONF,  # small data; the same on every deployment
+    }
     target = Deployment(root, {**full_env, **env})
     # Where ALS beats popularity (test_als.py); the bad rows are extra, so the good ones are
     # those of clean data and every deployment quarantines the same rows.
@@ -216,12 +221,15 @@ def test_connect_server_mlflow_server_and_postgres_instance(
     models = "als_challenger als_evaluation als_champion customer_recommendations".split()
     assert_succeeded(target.materialize(",".join(models), als_config(BETTER)))
     assert champion(client, als.MODEL_NAME) == "2"
+    served = client.get_model_version_by_alias(als.SERVING.name, CHAMPION)  # what make serve loads
+    assert (str(served.version), served.tags[als.SERVING.tag]) == ("2", "2")
     verdict = Verdict.from_tags(client.get_model_version(als.MODEL_NAME, "2").tags)
     assert (verdict.status, verdict.champion_version) == ("PASSED", "1")  # compared with v1
     rollback = target.dagster("job", "execute", "-m", "recsys_assets.definitions",
                               "-j", "rollback_champion")  # fmt: skip
     assert_succeeded(rollback)
     assert champion(client, als.MODEL_NAME) == "1"
+    assert champion(client, als.SERVING.name) == "1"  # the recommender built from ALS v1
     rolled_back = Verdict.from_tags(client.get_model_version(als.MODEL_NAME, "2").tags)
     assert rolled_back.status == "ROLLED_BACK"
 

@@ -5,8 +5,6 @@ from collections.abc import Mapping
 import dagster as dg
 
 from recsys_assets.assets import als, churn
-from recsys_assets.assets.als import MODEL_NAME as ALS_MODEL
-from recsys_assets.registry import Registry
 from recsys_assets.resources.mlflow import MlflowResource
 
 # Everything downstream of the landing zone, including models added to the graph later.
@@ -33,13 +31,13 @@ als_champion_job = champion_job("als_champion")
 churn_champion_job = champion_job("churn_champion")
 
 # The batch table each registered model scores.
-SCORED_BY = {ALS_MODEL: "customer_recommendations", "churn_model": "churn_predictions"}
+SCORED_BY = {als.MODEL_NAME: "customer_recommendations", churn.MODEL_NAME: "churn_predictions"}
 # Each model's registry, with the serving model whose champion follows it.
-SERVED_BY = {ALS_MODEL: als.SERVING, churn.MODEL_NAME: churn.SERVING}
+REGISTRY_OF = {als.MODEL_NAME: als.registry, churn.MODEL_NAME: churn.registry}
 
 
 class RollbackConfig(dg.Config):
-    model: str = ALS_MODEL  # or "churn_model"
+    model: str = als.MODEL_NAME  # or churn.MODEL_NAME
 
 
 def rollback_job(resources: Mapping[str, object]) -> dg.JobDefinition:
@@ -52,13 +50,13 @@ def rollback_job(resources: Mapping[str, object]) -> dg.JobDefinition:
         """Give the champion alias back to the version it replaced, then re-score its table."""
         if config.model not in SCORED_BY:
             raise dg.Failure(f"Unknown model {config.model!r}: one of {sorted(SCORED_BY)}.")
-        models = Registry(mlflow.client, config.model, SERVED_BY[config.model])
+        models = REGISTRY_OF[config.model](mlflow)
         replaced, restored = models.rollback(context.run_id)
         context.log.info(
             f"{config.model}: champion moved back from v{replaced} to v{restored}; "
             f"v{replaced} is marked ROLLED_BACK and will not be promoted again"
         )
-        serving, served = SERVED_BY[config.model].name, models.served_from(restored)
+        serving, served = models.serving_model().name, models.served_from(restored)
         if served:
             context.log.info(f"{serving}@champion moved to v{served}, built from v{restored}")
         else:

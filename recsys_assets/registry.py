@@ -288,7 +288,7 @@ class Registry:
     def serve(self, version: str, serving_version: str) -> None:
         """Tie ``serving_version`` of the serving model to this model's champion ``version``
         (tag ``<serving.tag>``) and point the serving model's ``champion`` at it."""
-        serving = self._serving()
+        serving = self.serving_model()
         if self.champion() != version:
             raise dg.Failure(
                 f"{self.name} v{version} is not the champion: {serving.name} "
@@ -299,7 +299,7 @@ class Registry:
 
     def served_from(self, version: str) -> str | None:
         """The newest serving model version built from this model's ``version``, if any."""
-        serving = self._serving()
+        serving = self.serving_model()
         found = self.client.search_model_versions(
             f"name = '{serving.name}' AND tags.`{serving.tag}` = '{version}'"
         )
@@ -309,14 +309,15 @@ class Registry:
         """Point the serving model's ``champion`` at the version built from ``version``; with
         none (a champion older than serving), drop the alias rather than serve another
         model. Returns the serving version, or None."""
-        serving, target = self._serving(), self.served_from(version)
+        serving, target = self.serving_model(), self.served_from(version)
         if target is not None:
             self.client.set_registered_model_alias(serving.name, CHAMPION, target)
         elif Registry(self.client, serving.name).champion() is not None:
             self.client.delete_registered_model_alias(serving.name, CHAMPION)
         return target
 
-    def _serving(self) -> "Serving":
+    def serving_model(self) -> "Serving":
+        """The serving model; a model without one cannot serve."""
         if self.serving is None:
             raise ValueError(f"{self.name} has no serving model")
         return self.serving

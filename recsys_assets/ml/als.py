@@ -16,12 +16,10 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys_assets.ml.recommender import RecommenderData
+from recsys_assets.ml.recommender import ALS_SOURCE, POPULARITY_SOURCE, K, RecommenderData
 
-K = 10
 RANKING_METRICS = ("precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10")  # at K
 PAIR = ["customer_id", "product_id"]
-ALS_SOURCE, POPULARITY_SOURCE = "als", "popularity"
 
 
 class NothingToScore(ValueError):

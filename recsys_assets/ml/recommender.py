@@ -30,8 +30,10 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 
+# Shared with ml.als (the batch table follows the same rules); here, since this module must
+# load in a scoring server without Spark.
 K = 10
-ALS_SOURCE, POPULARITY_SOURCE = "als", "popularity"  # as in ml.als
+ALS_SOURCE, POPULARITY_SOURCE = "als", "popularity"  # the ``source`` of a recommendation
 ARTIFACT = "recommender"  # the key of the .npz file among the pyfunc's artifacts
 CUSTOMER_ID = "customer_id"
 OUTPUT_SCHEMA = Schema(

@@ -58,10 +58,14 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-incremental-") as home:
         # Each drop is written just before its run: waiting for it to settle is not work.
-        env = {"RECSYS_HOME": home, "RECSYS_LANDING_SETTLE_SECONDS": "0"}
-        # Spark settings to try (e.g. an event log to profile with): as the project reads them.
-        env["RECSYS_SPARK_CONF"] = os.environ.get("RECSYS_SPARK_CONF", "")
-        settings = Settings.from_env(env)
+        settings = Settings.from_env(
+            {
+                "RECSYS_HOME": home,
+                "RECSYS_LANDING_SETTLE_SECONDS": "0",
+                # Spark settings to try, e.g. an event log to profile the steps with.
+                "RECSYS_SPARK_CONF": os.environ.get("RECSYS_SPARK_CONF", ""),
+            }
+        )
         defs = build_definitions(settings)
         common.generate_landing(settings.landing_dir, args.orders)
         fulls, drops = [], []

@@ -10,6 +10,8 @@ Prints the time per stage for both and the ratio; exits 1 when it prints FAIL.
 
     .venv/bin/python benchmarks/incremental.py                  # 1,000,000 orders
     .venv/bin/python benchmarks/incremental.py --orders 100000  # quicker
+    RECSYS_SPARK_CONF='{"spark.eventLog.enabled": "true", "spark.eventLog.dir": "/tmp/ev"}' \
+        .venv/bin/python benchmarks/incremental.py               # with Spark's event log
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Benchmark: a 1% drop on top of N orders, bronze through gold, against the full refresh.
+r"""Benchmark: a 1% drop on top of N orders, bronze through gold, against the full refresh.
 
 Silver reads only the bronze rows committed since its last run and MERGEs them; the join
 re-joins only the orders that changed; gold reads only the files of its window. So a drop

@@ -65,6 +65,10 @@ def test_a_second_drop_reads_only_its_own_rows(settings, materialize):
         "sales_orders_silver": 1,
         "customers_silver": 0,  # customers.csv again: already ingested, nothing new
     }
+    # New order numbers only: no file can hold a match, so both upserts were appends.
+    for table in ("sales_orders_silver", "sales_orders_customer_join_min"):
+        [last] = delta_table(settings, "silver", table).history(1)
+        assert (last["operation"], last["operationParameters"]["mode"]) == ("WRITE", "Append")
 
 
 def test_drops_without_a_bad_row_are_read_once_and_no_drop_costs_no_commit(settings, materialize):

@@ -1,16 +1,19 @@
 """The lakehouse resource: Spark (delta-spark) writes, delta-rs reads the same tables and logs."""
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 
 from recsys_assets.resources.lakehouse import (
+    KeyRange,
     Lakehouse,
     MissingTable,
     is_write_conflict,
     key_ranges,
+    may_match,
     retried_on_conflict,
 )
 from recsys_assets.resources.spark import SparkResource
@@ -71,7 +74,7 @@ def test_a_missing_table_is_named(lakehouse):
 def test_a_merge_bounds_the_target_by_the_source_key_range(spark):
     rows = spark.createDataFrame([(7, "b"), (2, None), (5, "it's")], "k long, s string")
 
-    assert key_ranges(rows, ["k", "s"]) == [
+    assert [r.sql for r in key_ranges(rows, ["k", "s"])] == [
         "(t.`k` BETWEEN CAST('2' AS bigint) AND CAST('7' AS bigint))",
         "(t.`s` BETWEEN CAST('b' AS string) AND CAST('it\\'s' AS string) OR t.`s` IS NULL)",
     ]
@@ -91,6 +94,59 @@ def test_a_merge_matches_keys_of_every_type_within_the_range(settings, spark, la
     assert table.n.tolist() == [3, 10, 20, 30]  # two updated (a null key too), one inserted
     lakehouse.merge(spark.createDataFrame([], schema), "silver", "m", ["name"], {})
     assert delta_table(settings, "silver", "m").version() == 1  # no rows, no commit
+
+
+def test_a_target_file_may_match_only_where_its_key_statistics_overlap_the_source():
+    files = pa.table({"min.k": [1, 100, None], "max.k": [50, 200, None], "min.j": [0, 0, 0]})
+    files = files.append_column("max.j", pa.array([9, 9, 9]))
+    new_keys = [KeyRange("k", "bigint", "60", "99", nulls=False)]
+    both = [*new_keys, KeyRange("j", "int", "10", "20", nulls=False)]
+
+    assert not may_match(files.slice(0, 2), new_keys)  # between the two files' ranges
+    assert may_match(files, new_keys)  # the third file has no statistics: it may
+    assert may_match(files.slice(0, 2), [KeyRange("k", "bigint", "40", "60", nulls=False)])
+    assert not may_match(files, both)  # j of every file lies below the source's j
+    assert may_match(files.slice(0, 2), [KeyRange("k", "bigint", "60", "99", nulls=True)])
+    assert may_match(files.slice(0, 2), [KeyRange("k", "string", "60", "99", nulls=False)])
+    assert may_match(files.slice(0, 2), [KeyRange("x", "bigint", "1", "2", nulls=False)])
+    assert not may_match(files.slice(0, 0), new_keys)  # an empty table holds nothing to match
+
+
+def test_a_merge_of_new_keys_appends_and_one_of_known_keys_merges(settings, spark, lakehouse):
+    schema = "k long, v string"
+    lakehouse.write(
+        spark.createDataFrame([(1, "a"), (2, "b")], schema), "silver", "u", "overwrite", {}
+    )
+    new = spark.createDataFrame([(3, "c"), (4, "d")], schema)
+    lakehouse.merge(new, "silver", "u", ["k"], {"sources": {"up": 1}})
+    lakehouse.merge(new, "silver", "u", ["k"], {"sources": {"up": 1}})  # again: now they match
+    changed = spark.createDataFrame([(2, "B"), (5, "e")], schema)
+    lakehouse.merge(changed, "silver", "u", ["k"], {"sources": {"up": 2}})
+
+    table = read_table(settings, "silver", "u").sort_values("k")
+    assert table.to_dict("records") == [
+        {"k": 1, "v": "a"}, {"k": 2, "v": "B"}, {"k": 3, "v": "c"}, {"k": 4, "v": "d"},
+        {"k": 5, "v": "e"},
+    ]  # fmt: skip
+    history = delta_table(settings, "silver", "u").history()
+    modes = [(c["operation"], c.get("operationParameters", {}).get("mode")) for c in history]
+    assert modes == [("MERGE", None), ("MERGE", None), ("WRITE", "Append"), ("WRITE", "Overwrite")]
+    assert lakehouse.bookmark("silver", "u") == {"up": 2}
+    feed = lakehouse.changes("silver", "u", after=0, upto=1).collect()
+    assert sorted((r.k, r._change_type) for r in feed) == [(3, "insert"), (4, "insert")]
+
+
+def test_the_newest_value_of_a_column_comes_from_file_statistics(spark, lakehouse):
+    rows = [(datetime(2024, 3, 1, 12, 30, 5),), (datetime(2024, 3, 31, 23, 59, 59),)]
+    lakehouse.write(spark.createDataFrame(rows, "at timestamp"), "silver", "d", "overwrite", {})
+    lakehouse.write(
+        spark.createDataFrame([(None,)], "at timestamp"), "silver", "n", "overwrite", {}
+    )
+
+    newest = lakehouse.column_max("silver", "d", "at")
+    assert newest == datetime(2024, 3, 31, 23, 59, 59, tzinfo=timezone.utc)
+    assert lakehouse.column_max("silver", "n", "at") is None  # a file without statistics of it
+    assert lakehouse.column_max("silver", "nothing", "at") is None
 
 
 @pytest.mark.parametrize(

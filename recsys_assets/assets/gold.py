@@ -1,23 +1,28 @@
 """Gold: the tables the models train on."""
 
+from datetime import timezone
+
 import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recsys_assets.tables import GOLD, in_layer
+from recsys_assets.resources.lakehouse import Lakehouse
+from recsys_assets.tables import GOLD, SILVER, in_layer
 
 
 class InteractionsConfig(dg.Config):
     window_days: int = 30  # counted back from the newest order in the data, not from today
 
 
-def interactions(orders: DataFrame, window_days: int) -> DataFrame:
+def interactions(orders: DataFrame, window_days: int, newest: int | None = None) -> DataFrame:
     """Quantity bought per (customer, product) in the last ``window_days`` of the data.
 
-    The window's start is a literal in the filter, so Delta skips every file whose orders are
-    all older (file statistics): the cost follows the window, not the history.
+    The window ends at ``newest``, the newest order's time in seconds since 1970 (read from
+    ``orders`` when not given). Its start is a literal in the filter, so Delta skips every file
+    whose orders are all older (file statistics): the cost follows the window, not the history.
     """
-    newest = orders.agg(F.unix_seconds(F.max("order_datetime"))).first()[0]
+    if newest is None:
+        newest = orders.agg(F.unix_seconds(F.max("order_datetime"))).first()[0]
     if newest is None:
         return orders.sparkSession.createDataFrame(
             [], "customer_id bigint, product_id string, total_qty bigint, interaction_weight double"
@@ -38,7 +43,12 @@ def interactions(orders: DataFrame, window_days: int) -> DataFrame:
 
 @dg.asset(group_name="gold", kinds={"spark", "delta"}, metadata=in_layer(GOLD))
 def als_interactions_30d(
-    config: InteractionsConfig, sales_orders_customer_join_min: DataFrame
+    config: InteractionsConfig, lakehouse: Lakehouse, sales_orders_customer_join_min: DataFrame
 ) -> DataFrame:
     """Implicit feedback for ALS: quantity and its log1p weight per customer and product."""
-    return interactions(sales_orders_customer_join_min, config.window_days)
+    # The newest order from the join's file statistics (a Delta timestamp is UTC): no scan.
+    newest = lakehouse.column_max(SILVER, "sales_orders_customer_join_min", "order_datetime")
+    if newest is not None and newest.tzinfo is None:
+        newest = newest.replace(tzinfo=timezone.utc)
+    seconds = None if newest is None else int(newest.timestamp())
+    return interactions(sales_orders_customer_join_min, config.window_days, seconds)

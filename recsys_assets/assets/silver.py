@@ -275,7 +275,7 @@ def silver_tables(spec: SilverSpec) -> dg.AssetsDefinition:
             if marks[silver] < 0:  # from scratch
                 lakehouse.write(conformed, SILVER, silver, "overwrite", info, spec.keys)
             else:  # a row ingested later (a re-dropped file) replaces the one it repeats
-                context.log.info(f"MERGE of {bronze} v{marks[silver] + 1}..{upto} into {silver}")
+                context.log.info(f"Upsert of {bronze} v{marks[silver] + 1}..{upto} into {silver}")
                 update_if = f"s.{INGESTED_AT} >= t.{INGESTED_AT}"
                 lakehouse.merge(conformed, SILVER, silver, spec.keys, info, update_if)
             yield dg.MaterializeResult(
@@ -390,7 +390,7 @@ def sales_orders_customer_join_min(
         joined = join_customers(orders, customers)
         lakehouse.write(joined, SILVER, name, "overwrite", info, [JOIN_KEY])
     elif marks != versions:  # the orders that changed, and the orders of customers that did
-        context.log.info(f"MERGE of the orders changed since {marks} into {name}")
+        context.log.info(f"Upsert of the orders changed since {marks} into {name}")
         changed = changed_orders(lakehouse, orders, marks, versions)
         # Read twice (the MERGE's key range, then the MERGE): computed once.
         rejoined = join_customers(changed, customers).persist(StorageLevel.DISK_ONLY)

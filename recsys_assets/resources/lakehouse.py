@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -104,10 +105,34 @@ def sql_literal(value: str, type_name: str = "string") -> str:
     return f"CAST('{escaped}' AS {type_name})"
 
 
-def key_ranges(df: DataFrame, keys: list[str]) -> list[str] | None:
-    """Each key's ``t.key BETWEEN min AND max`` over ``df`` (a target row outside it cannot
-    match), as SQL over the target ``t``; None when ``df`` has no rows. Bounds go through their
-    text form, so every type Spark casts from a string works (MERGE takes no parameters)."""
+INTEGRAL = ("tinyint", "smallint", "int", "bigint")
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """The range of one key column over a MERGE's source rows."""
+
+    key: str
+    type_name: str  # Spark's simple type name
+    low: str | None  # bounds in their text form; None when every value is null
+    high: str | None
+    nulls: bool  # some value is null
+
+    @property
+    def sql(self) -> str:
+        """``t.key BETWEEN low AND high`` over the target ``t``: a target row outside it cannot
+        match. Bounds go through their text form, so every type Spark casts from a string works
+        (MERGE takes no parameters)."""
+        if self.low is None or self.high is None:  # every source key is null
+            within = "FALSE"
+        else:
+            low, high = (sql_literal(v, self.type_name) for v in (self.low, self.high))
+            within = f"t.`{self.key}` BETWEEN {low} AND {high}"
+        return f"({within} OR t.`{self.key}` IS NULL)" if self.nulls else f"({within})"
+
+
+def key_ranges(df: DataFrame, keys: list[str]) -> list[KeyRange] | None:
+    """Each key's range over ``df``, in one aggregation; None when ``df`` has no rows."""
     types = {f.name: f.dataType.simpleString() for f in df.schema}
     bounds = df.agg(
         F.count(F.lit(1)).alias("rows"),
@@ -117,16 +142,28 @@ def key_ranges(df: DataFrame, keys: list[str]) -> list[str] | None:
     ).first()
     if bounds is None or bounds["rows"] == 0:
         return None
-    ranges = []
-    for i, k in enumerate(keys):
-        low, high = bounds[f"min{i}"], bounds[f"max{i}"]
-        within = (
-            "FALSE"
-            if low is None  # every source key is null
-            else f"t.`{k}` BETWEEN {sql_literal(low, types[k])} AND {sql_literal(high, types[k])}"
+    return [
+        KeyRange(k, types[k], bounds[f"min{i}"], bounds[f"max{i}"], bounds[f"nulls{i}"] > 0)
+        for i, k in enumerate(keys)
+    ]
+
+
+def may_match(files: pa.Table, ranges: list[KeyRange]) -> bool:
+    """Whether a target file may hold a row whose keys all lie in ``ranges``, judged by the
+    files' statistics (``min.<key>``, ``max.<key>`` per file, as delta-rs lists them). Only
+    integer keys without nulls are judged; anything else, or a file without statistics, may."""
+    if any(r.type_name not in INTEGRAL or r.nulls or r.low is None for r in ranges):
+        return True
+    overlaps = pa.array([True] * files.num_rows, pa.bool_())
+    for r in ranges:
+        low, high = f"min.{r.key}", f"max.{r.key}"
+        if low not in files.column_names or high not in files.column_names:
+            return files.num_rows > 0
+        in_range = pc.and_(
+            pc.less_equal(files[low], int(r.high or 0)), pc.greater_equal(files[high], int(r.low))
         )
-        ranges.append(f"({within} OR t.`{k}` IS NULL)" if bounds[f"nulls{i}"] else f"({within})")
-    return ranges
+        overlaps = pc.and_(overlaps, pc.fill_null(in_range, True))  # no statistics: may match
+    return bool(pc.any(overlaps).as_py())
 
 
 class Lakehouse(dg.ConfigurableResource):
@@ -155,6 +192,16 @@ class Lakehouse(dg.ConfigurableResource):
     def version(self, layer: str, table: str) -> int | None:
         log = self.log(layer, table)
         return None if log is None else log.version()
+
+    def column_max(self, layer: str, table: str, column: str) -> Any | None:
+        """The largest value of ``column``, from the files' statistics (no data is read); None
+        when the table is empty or a file has no statistics of it."""
+        log = self.log(layer, table)
+        files = None if log is None else pa.table(log.get_add_actions(flatten=True))
+        name = f"max.{column}"
+        if not files or name not in files.column_names or files[name].null_count:
+            return None
+        return pc.max(files[name]).as_py()
 
     def read(self, layer: str, table: str, version: int | None = None) -> DataFrame:
         if self.log(layer, table) is None:
@@ -259,17 +306,24 @@ class Lakehouse(dg.ConfigurableResource):
         a match.
 
         The range of each key in ``df`` goes into the ON condition as literals, so Delta skips
-        every target file whose statistics lie outside it (a drop of new orders reads none).
+        every target file whose statistics lie outside it. When no file's statistics overlap
+        it (a drop of new orders), nothing can match, and an append does what the MERGE would
+        at a fraction of its cost: Delta's idempotent writes let one writer append per table
+        version, and one that loses to another writer MERGEs after all.
         """
-        if self.log(layer, table) is None:
+        log = self.log(layer, table)
+        if log is None:
             self.write(df, layer, table, "overwrite", info)
             return
         ranges = key_ranges(df, keys)
         if ranges is None:
             return
+        if not may_match(pa.table(log.get_add_actions(flatten=True)), ranges):
+            if self.append_once(df, layer, table, log.version(), info):
+                return
         view = f"merge_source_{table}"
         df.createOrReplaceTempView(view)
-        on = " AND ".join([*(f"t.`{k}` <=> s.`{k}`" for k in keys), *ranges])
+        on = " AND ".join([*(f"t.`{k}` <=> s.`{k}`" for k in keys), *(r.sql for r in ranges)])
         when = f" AND ({update_if})" if update_if else ""
         try:
             with retried_on_conflict(), self.commit_info(info):

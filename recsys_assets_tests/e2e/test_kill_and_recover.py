@@ -98,7 +98,7 @@ def test_killed_runs_lose_nothing_and_the_daemon_goes_on(homes: dict[str, str], 
     # During training (whichever model starts first): the tables are written, the models not.
     training = r"(als_challenger|churn_model) - STEP_START"
     killed_run(homes, logs, "killed-in-training", training, 3)
-    # During silver's MERGE, with a second drop to merge.
+    # During silver's write of a second drop (new keys, so an append rather than a MERGE).
     drops.append(datagen.generate(landing, **LATER, start_date=date(2024, 3, 1)))
     killed_run(homes, logs, "killed-in-merge", r"sales_orders_silver_tables - .*violations", 0.3)
 

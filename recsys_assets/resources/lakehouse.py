@@ -47,9 +47,15 @@ def column_schema(schema: StructType) -> dg.TableSchema:
     )
 
 
+def file_stats(log: DeltaTable) -> pa.Table:
+    """One row per data file at the log's version: its size, rows, and per-column
+    ``min.<column>``, ``max.<column>``, ``null_count.<column>`` (what Delta collected)."""
+    return pa.table(log.get_add_actions(flatten=True))
+
+
 def row_count(log: DeltaTable) -> int:
     """The table's rows at the log's version, from its files' statistics (no data is read)."""
-    files = pa.table(log.get_add_actions(flatten=True))
+    files = file_stats(log)
     return int(pc.sum(files["num_records"]).as_py() or 0) if files.num_rows else 0
 
 
@@ -152,7 +158,7 @@ def may_match(files: pa.Table, ranges: list[KeyRange]) -> bool:
     """Whether a target file may hold a row whose keys all lie in ``ranges``, judged by the
     files' statistics (``min.<key>``, ``max.<key>`` per file, as delta-rs lists them). Only
     integer keys without nulls are judged; anything else, or a file without statistics, may."""
-    if any(r.type_name not in INTEGRAL or r.nulls or r.low is None for r in ranges):
+    if any(r.type_name not in INTEGRAL or r.nulls or None in (r.low, r.high) for r in ranges):
         return True
     overlaps = pa.array([True] * files.num_rows, pa.bool_())
     for r in ranges:
@@ -160,7 +166,7 @@ def may_match(files: pa.Table, ranges: list[KeyRange]) -> bool:
         if low not in files.column_names or high not in files.column_names:
             return files.num_rows > 0
         in_range = pc.and_(
-            pc.less_equal(files[low], int(r.high or 0)), pc.greater_equal(files[high], int(r.low))
+            pc.less_equal(files[low], int(r.high)), pc.greater_equal(files[high], int(r.low))
         )
         overlaps = pc.and_(overlaps, pc.fill_null(in_range, True))  # no statistics: may match
     return bool(pc.any(overlaps).as_py())
@@ -197,11 +203,11 @@ class Lakehouse(dg.ConfigurableResource):
         """The largest value of ``column``, from the files' statistics (no data is read); None
         when the table is empty or a file has no statistics of it."""
         log = self.log(layer, table)
-        files = None if log is None else pa.table(log.get_add_actions(flatten=True))
+        files = None if log is None else file_stats(log)
         name = f"max.{column}"
-        if not files or name not in files.column_names or files[name].null_count:
+        if files is None or name not in files.column_names or files[name].null_count:
             return None
-        return pc.max(files[name]).as_py()
+        return pc.max(files[name]).as_py()  # None for a table without files
 
     def read(self, layer: str, table: str, version: int | None = None) -> DataFrame:
         if self.log(layer, table) is None:
@@ -318,7 +324,7 @@ class Lakehouse(dg.ConfigurableResource):
         ranges = key_ranges(df, keys)
         if ranges is None:
             return
-        if not may_match(pa.table(log.get_add_actions(flatten=True)), ranges):
+        if not may_match(file_stats(log), ranges):
             if self.append_once(df, layer, table, log.version(), info):
                 return
         view = f"merge_source_{table}"

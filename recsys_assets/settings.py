@@ -36,7 +36,7 @@ BATCH_FRESHNESS_WINDOW = timedelta(hours=24)
 SECRET_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "SPARK_REMOTE")
 
 
-# The scheme of Spark's S3A connector, which delta-rs reads too (resources/storage.py maps it for
+# The scheme of Spark's S3A connector, which delta-rs reads too (resources/lakehouse.py maps it for
 # pyarrow); Hadoop has no file system for plain s3://.
 S3A = "s3a"
 

@@ -44,8 +44,11 @@ test-e2e: setup chromium
 	$(BIN)/pytest recsys_assets_tests/e2e
 
 # Scale-out, on loopback: PostgreSQL (Debian's, installed here if missing), an MLflow server on
-# it, a Spark standalone cluster and a Spark Connect server; the same graph on each. A few minutes.
+# it, a Spark standalone cluster, a Spark Connect server and an S3-compatible store (moto's
+# server, a dev extra); the same graph on each. A few minutes.
 test-cluster: setup postgresql
+	@# Hadoop's S3A connector for the tables on the store (13 MB from Maven Central, once).
+	$(BIN)/python -m recsys_assets.resources.spark --s3
 	$(BIN)/pytest recsys_assets_tests/cluster
 
 # Debian packages the two suites above need, installed if missing.

@@ -10,11 +10,12 @@ from recsys_assets.resources.lakehouse import (
     PANDAS_IO_MANAGER,
     Lakehouse,
     LakehouseIOManager,
+    delta_rs_options,
     pandas_io_manager,
 )
 from recsys_assets.resources.landing import LandingZone
 from recsys_assets.resources.mlflow import MlflowResource
-from recsys_assets.resources.spark import SparkResource
+from recsys_assets.resources.spark import SparkResource, s3_session
 from recsys_assets.schedules import daily_refresh, weekly_maintenance
 from recsys_assets.sensors import csv_drop_sensor, dead_run_sensor, drift_retrain_sensor
 from recsys_assets.settings import Settings
@@ -27,16 +28,20 @@ def from_env(settings: Settings, name: str, value: str | None) -> str | None:
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
+    store = settings.object_store  # the S3-compatible store of an s3a:// lakehouse, or None
     spark = SparkResource(
         master=settings.spark_master,
         remote=from_env(settings, "SPARK_REMOTE", settings.spark_remote),
         spark_config=settings.spark_conf,
+        driver_config=s3_session(store) if store else {},
     )
-    lakehouse = Lakehouse(root_uri=settings.lakehouse_uri, spark=spark)
+    lakehouse = Lakehouse(
+        root_uri=settings.lakehouse_uri, spark=spark, storage_options=delta_rs_options(store)
+    )
     return {
         "spark": spark,
         "io_manager": LakehouseIOManager(lakehouse=lakehouse),
-        PANDAS_IO_MANAGER: pandas_io_manager(settings.lakehouse_uri),
+        PANDAS_IO_MANAGER: pandas_io_manager(settings.lakehouse_uri, store),
         "lakehouse": lakehouse,
         "landing": LandingZone(
             root=str(settings.landing_dir),

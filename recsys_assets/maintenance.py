@@ -4,7 +4,7 @@ files no recent version reads, so the lakehouse stops growing without bound."""
 import dagster as dg
 from pyarrow import fs
 
-from recsys_assets.resources.lakehouse import Lakehouse
+from recsys_assets.resources.lakehouse import Lakehouse, filesystem
 from recsys_assets.tables import LAYERS
 
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -18,12 +18,12 @@ class MaintenanceConfig(dg.Config):
 
 def existing_tables(root_uri: str) -> list[tuple[str, str]]:
     """(layer, table) of every Delta table under the lakehouse root, local or object store."""
-    filesystem, root = fs.FileSystem.from_uri(root_uri)
+    store, root = filesystem(root_uri)
     found = []
     for layer in LAYERS:
         selector = fs.FileSelector(f"{root.rstrip('/')}/{layer}", allow_not_found=True)
-        for info in filesystem.get_file_info(selector):
-            log = filesystem.get_file_info(f"{info.path}/_delta_log")
+        for info in store.get_file_info(selector):
+            log = store.get_file_info(f"{info.path}/_delta_log")
             if info.type == fs.FileType.Directory and log.type == fs.FileType.Directory:
                 found.append((layer, info.base_name))
     return sorted(found)

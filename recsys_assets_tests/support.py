@@ -8,8 +8,22 @@ import pandas as pd
 from deltalake import DeltaTable
 
 from recsys_assets import datagen
+from recsys_assets.resources.lakehouse import delta_rs_options
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
+
+# An S3-compatible store and its credentials (an s3a:// RECSYS_LAKEHOUSE_URI), as AWS_<name>.
+AWS_VARIABLES = (
+    "ENDPOINT_URL",
+    "REGION",
+    "DEFAULT_REGION",
+    "ALLOW_HTTP",
+    "ACCESS_KEY_ID",
+    "SECRET_ACCESS_KEY",
+    "SESSION_TOKEN",
+    "PROFILE",
+)
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 # Where a process sends its tables, Spark work, MLflow runs and Dagster runs, and how Spark is
 # tuned: tests that start the CLI or `dagster dev` set these themselves, so the caller's shell
@@ -23,6 +37,7 @@ DEPLOYMENT_ENV = (
     "MLFLOW_REGISTRY_URI",
     "DAGSTER_HOME",
     "RECSYS_SPARK_CONF",
+    *(f"AWS_{name}" for name in AWS_VARIABLES),
 )
 
 
@@ -56,8 +71,22 @@ def generate(settings: Settings, **kwargs) -> datagen.GenerationSummary:
     return datagen.generate(settings.landing_dir, **{**options, **kwargs})
 
 
-def delta_table(settings: Settings, layer: str, name: str) -> DeltaTable:
-    return DeltaTable(table_uri(settings.lakehouse_uri, layer, name))
+def storage_options(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """delta-rs's options for the lakehouse of ``settings``, with the credentials that its runs
+    read from their environment ``env`` (this process's may have none)."""
+    options = delta_rs_options(settings.object_store)
+    if options:
+        options.update({name: env[name] for name in CREDENTIALS if name in env})
+    return options
+
+
+def delta_table(
+    settings: Settings, layer: str, name: str, env: dict[str, str] | None = None
+) -> DeltaTable:
+    """A table of the lakehouse of ``settings``, a folder or an object store (whose runs have
+    the credentials in ``env``), read with delta-rs."""
+    options = storage_options(settings, env or {})
+    return DeltaTable(table_uri(settings.lakehouse_uri, layer, name), storage_options=options)
 
 
 def read_table(settings: Settings, layer: str, name: str) -> pd.DataFrame:

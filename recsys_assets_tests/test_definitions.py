@@ -13,11 +13,14 @@ from dagster._core.remote_representation.external_data import (
     RepositorySnap,
     ResourceConfigEnvVarSnap,
 )
+from dagster_deltalake import LocalConfig, S3Config
+from dagster_deltalake_pandas import DeltaLakePandasIOManager
 from dagster_shared.serdes import serialize_value
 
 from recsys_assets.definitions import build_definitions
+from recsys_assets.resources.lakehouse import PANDAS_IO_MANAGER, Lakehouse
 from recsys_assets.resources.mlflow import MlflowResource
-from recsys_assets.resources.spark import SparkResource
+from recsys_assets.resources.spark import SparkResource, delta_package, hadoop_version
 from recsys_assets.settings import SECRET_VARS, Settings
 
 PASSWORD, TOKEN = "pw-5f3a9c", "tok-81d2e7"  # unique strings, so a search for them is exact
@@ -181,3 +184,70 @@ def test_spark_settings_from_the_environment_reach_the_spark_resource(tmp_path):
 def test_spark_settings_that_are_not_a_json_object_are_refused_by_name(tmp_path, conf):
     with pytest.raises(ValueError, match="RECSYS_SPARK_CONF"):
         Settings.from_env({"RECSYS_HOME": str(tmp_path), "RECSYS_SPARK_CONF": conf})
+
+
+KEY_ID, SECRET_KEY = "AKIA-4e1b7d", "secret-9c2f6a"  # unique strings, as above
+S3_ENV = {
+    "RECSYS_LAKEHOUSE_URI": "s3a://bucket/prefix",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+    "AWS_ALLOW_HTTP": "true",
+    "AWS_REGION": "eu-west-3",
+    "AWS_ACCESS_KEY_ID": KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+}
+
+
+def test_an_s3a_lakehouse_reaches_every_engine_without_its_credentials(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    defs = build_definitions(Settings.from_env())
+
+    spark, lakehouse = defs.resources["spark"], defs.resources["lakehouse"]
+    assert isinstance(spark, SparkResource) and isinstance(lakehouse, Lakehouse)
+    # Spark: the S3A jars beside Delta's (without the AWS SDK's 686 MB bundle), the store.
+    packages = spark.driver_config["spark.jars.packages"].split(",")
+    assert delta_package() in packages
+    assert f"org.apache.hadoop:hadoop-aws:{hadoop_version()}" in packages
+    assert "software.amazon.awssdk:bundle" in spark.driver_config["spark.jars.excludes"]
+    assert spark.driver_config["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    assert spark.driver_config["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert spark.driver_config["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-3"
+    # delta-rs: the lakehouse's log reads and the pandas IO manager.
+    assert lakehouse.root_uri == "s3a://bucket/prefix"
+    assert lakehouse.storage_options == {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AWS_REGION": "eu-west-3",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_CONDITIONAL_PUT": "etag",
+    }
+    pandas = defs.resources[PANDAS_IO_MANAGER]
+    assert isinstance(pandas, DeltaLakePandasIOManager)
+    assert isinstance(pandas.storage_options, S3Config)
+    assert (pandas.storage_options.endpoint, pandas.storage_options.region) == (
+        "http://127.0.0.1:9000",
+        "eu-west-3",
+    )
+    assert pandas.client_options is not None and pandas.client_options.allow_http
+    # The credentials stay in the environment: nowhere in what the UI gets.
+    serialized = serialize_value(snapshot(defs))
+    assert "s3a://bucket/prefix" in serialized
+    assert KEY_ID not in serialized and SECRET_KEY not in serialized
+
+
+def test_a_folder_lakehouse_fetches_no_s3_connector(plain_defs):
+    assert plain_defs.resources["spark"].driver_config == {}
+    assert plain_defs.resources["lakehouse"].storage_options == {}
+    assert isinstance(plain_defs.resources[PANDAS_IO_MANAGER].storage_options, LocalConfig)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RECSYS_LAKEHOUSE_URI": "s3://bucket/prefix"}, "use s3a://"),
+        ({**S3_ENV, "AWS_ALLOW_HTTP": ""}, "set AWS_ALLOW_HTTP=true"),
+    ],
+)
+def test_a_store_that_no_engine_would_reach_is_refused_by_name(tmp_path, env, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env({"RECSYS_HOME": str(tmp_path), **env})

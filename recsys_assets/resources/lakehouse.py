@@ -5,6 +5,9 @@ server, so no table's data passes through this process. delta-rs (``deltalake``)
 Delta log: versions, row counts and commit history, for asset metadata and for the bookmarks of
 the incremental steps. Each commit carries the Dagster run id in its ``userMetadata``. The
 scikit-learn workflow's pandas-sized tables go through dagster-deltalake (delta-rs) instead.
+
+On an S3-compatible store (``s3a://bucket/prefix``), delta-rs gets where the store is from
+``storage_options`` (:func:`delta_rs_options`) and its credentials from the environment.
 """
 
 import json
@@ -18,7 +21,9 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster_deltalake import LocalConfig
+import pyarrow.fs as pafs
+from dagster_deltalake import LocalConfig, S3Config
+from dagster_deltalake.config import ClientConfig
 from dagster_deltalake_pandas import DeltaLakePandasIOManager
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
@@ -28,6 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from recsys_assets.resources.spark import SparkResource
+from recsys_assets.settings import S3A, ObjectStore
 from recsys_assets.tables import LAYER_KEY, table_uri
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -35,6 +41,34 @@ USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 PANDAS_IO_MANAGER = "pandas_io_manager"
 SOURCES = "sources"  # commit metadata: the upstream table versions a commit has consumed
 HISTORY_SEARCHED = 100  # commits searched for a bookmark (maintenance adds one or two a week)
+
+
+def delta_rs_options(store: ObjectStore | None) -> dict[str, str]:
+    """delta-rs's storage options for the lakehouse's store (none for a folder); credentials
+    are not among them: delta-rs reads them from the environment."""
+    if store is None:
+        return {}
+    options = {
+        "AWS_ENDPOINT_URL": store.endpoint,
+        "AWS_REGION": store.region,
+        "AWS_ALLOW_HTTP": "true" if store.allow_http else None,
+        # A commit is a PUT with If-None-Match: *, which the store refuses when another writer
+        # created that version first. deltalake 1.x commits only this way (etag is its
+        # default; AWS_S3_ALLOW_UNSAFE_RENAME no longer applies), so the store must support
+        # conditional writes: AWS S3 does, as do moto, MinIO and R2.
+        "AWS_CONDITIONAL_PUT": "etag",
+    }
+    return {key: value for key, value in options.items() if value}
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's file system and path for a lakehouse URI: pyarrow names S3 ``s3://`` where
+    Spark and delta-rs read ``s3a://``; it reads the store and credentials from the
+    environment (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ...)."""
+    prefix = f"{S3A}://"
+    if uri.lower().startswith(prefix):
+        uri = f"s3://{uri[len(prefix) :]}"
+    return pafs.FileSystem.from_uri(uri)
 
 
 class MissingTable(Exception):
@@ -427,7 +461,15 @@ class LakehouseIOManager(dg.ConfigurableIOManager):
             ) from missing
 
 
-def pandas_io_manager(root_uri: str) -> DeltaLakePandasIOManager:
+def pandas_io_manager(root_uri: str, store: ObjectStore | None) -> DeltaLakePandasIOManager:
     """dagster-deltalake (delta-rs) for pandas frames, at the same ``<root>/<layer>/<table>``:
-    tables of one row per customer that scikit-learn reads or writes, with no Spark involved."""
-    return DeltaLakePandasIOManager(root_uri=root_uri, storage_options=LocalConfig())
+    tables of one row per customer that scikit-learn reads or writes, with no Spark involved.
+    On a store, the same place as :func:`delta_rs_options` (its conditional put is
+    deltalake's default); credentials from the environment, never in the config."""
+    if store is None:
+        return DeltaLakePandasIOManager(root_uri=root_uri, storage_options=LocalConfig())
+    return DeltaLakePandasIOManager(
+        root_uri=root_uri,
+        storage_options=S3Config(endpoint=store.endpoint, region=store.region),
+        client_options=ClientConfig(allow_http=store.allow_http or None),
+    )

@@ -21,7 +21,10 @@ from mlflow.models.model import Model, ModelInfo
 from pyspark.ml import PipelineModel
 from pyspark.sql.utils import is_remote
 
+from recsys_assets.resources.lakehouse import filesystem as lakehouse_fs
+
 SPARKML_DIR = "sparkml"  # where the spark flavour keeps Spark ML's own model files
+STAGED_MARKER = "_STAGED"  # on an object store: this model's files are all staged
 
 
 def log_model(model: PipelineModel, staging_uri: str, name: str, **kwargs: Any) -> ModelInfo:
@@ -51,14 +54,20 @@ def load_model(model_uri: str, staging_uri: str) -> PipelineModel:
     if not is_remote():
         return mlflow_spark.load_model(model_uri)
     staged = f"{staging_uri.rstrip('/')}/models/{get_model_info(model_uri).model_uuid}"
-    filesystem, path = pafs.FileSystem.from_uri(staged)
-    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+    filesystem, path = lakehouse_fs(staged)
+    if not _is_staged(filesystem, path):
         filesystem.create_dir(os.path.dirname(path))
         with tempfile.TemporaryDirectory() as local:
             downloaded = mlflow.artifacts.download_artifacts(model_uri, dst_path=local)
-            partial = _staging_path(staging_uri)
-            _copy_tree(os.path.join(downloaded, SPARKML_DIR), partial)
-        filesystem.move(pafs.FileSystem.from_uri(partial)[1], path)  # whole, or not there
+            model_dir = os.path.join(downloaded, SPARKML_DIR)
+            if isinstance(filesystem, pafs.LocalFileSystem):
+                partial = _staging_path(staging_uri)
+                _copy_tree(model_dir, partial)
+                filesystem.move(lakehouse_fs(partial)[1], path)  # whole, or not there
+            else:  # an object store renames no folder: a marker, written last, says whole
+                _copy_tree(model_dir, staged)
+                with filesystem.open_output_stream(f"{path}/{STAGED_MARKER}") as marker:
+                    marker.write(model_uri.encode())
     return PipelineModel.load(staged)
 
 
@@ -98,14 +107,23 @@ class _StagedSparkFlavor:
         )
 
 
+def _is_staged(filesystem: pafs.FileSystem, path: str) -> bool:
+    marker = f"{path}/{STAGED_MARKER}"
+    local = isinstance(filesystem, pafs.LocalFileSystem)
+    return filesystem.get_file_info(path if local else marker).type != pafs.FileType.NotFound
+
+
 def _staging_path(staging_uri: str) -> str:
     return f"{staging_uri.rstrip('/')}/{uuid.uuid4().hex}"
 
 
 def _copy_tree(source: str, destination: str) -> None:
-    pafs.copy_files(source, destination)  # local folders or object-store URIs alike
+    """Copy a folder, local or on the lakehouse's store, to the other."""
+    source_fs, source_path = lakehouse_fs(source)
+    destination_fs, destination_path = lakehouse_fs(destination)
+    pafs.copy_files(source_path, destination_path, source_fs, destination_fs)
 
 
 def _delete_tree(uri: str) -> None:
-    filesystem, path = pafs.FileSystem.from_uri(uri)
+    filesystem, path = lakehouse_fs(uri)
     filesystem.delete_dir(path)

@@ -4,12 +4,16 @@ Delta Lake's Spark connector comes from Maven Central the way Spark users get it
 goes into ``spark.jars.packages`` and Spark's Ivy fetches it (and its dependencies) on the first
 start, caching them in ``~/.ivy2.5.2`` (it looks in ``~/.m2`` first). ``python -m
 recsys_assets.resources.spark`` starts one session to do that ahead of time (``make setup``).
+Hadoop's S3A connector, for a lakehouse on an S3-compatible store, comes the same way, and only
+for such a lakehouse (``s3_session``; ``python -m recsys_assets.resources.spark --s3``).
 """
 
 import os
 import shutil
 import socket
+import sys
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,6 +24,8 @@ from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 from pyspark.sql.utils import is_remote
+
+from recsys_assets.settings import ObjectStore
 
 
 def delta_package() -> str:
@@ -36,6 +42,65 @@ DELTA_SESSION: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+
+
+def hadoop_version() -> str:
+    """The Hadoop that pyspark bundles (``jars/hadoop-client-api-<version>.jar``)."""
+    [api] = (Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar")
+    return api.name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+
+
+# The AWS SDK v2 that each hadoop-aws release is built against (its POM), to fetch the S3
+# modules on their own: hadoop-aws itself asks for the SDK's `bundle`, 686 MB of every AWS
+# service, where S3A needs the S3 client and its transfer manager (13 MB with what they need).
+AWS_SDK_OF_HADOOP = {"3.5.0": "2.35.4"}
+# Left out of the S3 modules' dependencies: the bundle, and what Spark ships itself (netty,
+# Apache HttpClient, SLF4J), so one copy of each is on the classpath.
+S3_EXCLUDES = (
+    "software.amazon.awssdk:bundle",
+    "io.netty:*",
+    "org.apache.httpcomponents:httpclient",
+    "org.apache.httpcomponents:httpcore",
+    "org.slf4j:slf4j-api",
+)
+
+
+S3A_CLASS = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+
+
+def s3_packages() -> list[str]:
+    """Maven coordinates of Hadoop's S3A connector for the Hadoop that pyspark bundles."""
+    hadoop = hadoop_version()
+    sdk = AWS_SDK_OF_HADOOP.get(hadoop)
+    if sdk is None:
+        raise RuntimeError(
+            f"pyspark bundles Hadoop {hadoop}: add the AWS SDK version its hadoop-aws is built "
+            "against (its POM) to AWS_SDK_OF_HADOOP in recsys_assets/resources/spark.py."
+        )
+    return [
+        f"org.apache.hadoop:hadoop-aws:{hadoop}",
+        f"software.amazon.awssdk:s3:{sdk}",
+        f"software.amazon.awssdk:s3-transfer-manager:{sdk}",
+    ]
+
+
+def s3_session(store: ObjectStore) -> dict[str, str]:
+    """Static settings of a driver whose tables are on an S3-compatible store: the S3A jars
+    beside Delta's, and where the store is. No credentials: S3A's default chain reads
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` from the environment of each JVM."""
+    hadoop = {
+        "fs.s3a.endpoint": store.endpoint,
+        # An S3-compatible server serves bucket/key paths (delta-rs's default too); AWS also
+        # serves virtual hosts, S3A's default there.
+        "fs.s3a.path.style.access": "true" if store.endpoint else None,
+        "fs.s3a.endpoint.region": store.region,
+    }
+    return {
+        "spark.jars.packages": ",".join([delta_package(), *s3_packages()]),
+        "spark.jars.excludes": ",".join(S3_EXCLUDES),
+        **{f"spark.hadoop.{key}": value for key, value in hadoop.items() if value},
+    }
+
 
 # Tuned for a laptop: small data, two to eight cores. Runtime SQL settings also apply on a cluster.
 SQL_DEFAULTS: dict[str, str] = {
@@ -94,6 +159,11 @@ class SparkResource(LazyPySparkResource):
     """
 
     spark_config: dict[str, Any] = Field(default_factory=dict)
+    driver_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Static settings of a driver started here (a Spark Connect server takes its "
+        "own at its start): the S3A connector of an s3a:// lakehouse.",
+    )
     master: str = Field(default="local[*]", description="Spark master URL.")
     remote: str | None = Field(default=None, description="Spark Connect URL; overrides master.")
     ui: bool = Field(
@@ -108,7 +178,7 @@ class SparkResource(LazyPySparkResource):
     def _init_session(self) -> None:
         if self._spark_session is None:
             self._spark_session = build_session(
-                self.master, self.remote, self.spark_config, ui=self.ui
+                self.master, self.remote, self.spark_config, ui=self.ui, driver=self.driver_config
             )
             self._ui_url = ui_url(self._spark_session)
             if self._ui_url:
@@ -174,9 +244,11 @@ def build_session(
     remote: str | None = None,
     extra: dict[str, Any] | None = None,
     ui: bool = False,
+    driver: dict[str, str] | None = None,
 ) -> SparkSession:
     """A session on ``master`` or ``remote``; ``ui``: the Spark UI of a local master's driver on
-    a free loopback port (``SparkResource.ui_url``)."""
+    a free loopback port (``SparkResource.ui_url``); ``driver``: static settings over the
+    project's own for a driver started here, not sent to a Spark Connect server."""
     target = remote or master
     if target.startswith(("spark://", "sc://")):
         check_reachable(target)
@@ -196,6 +268,7 @@ def build_session(
     settings = {
         **SQL_DEFAULTS,
         **(LOCAL_DEFAULTS if local else {}),
+        **((driver or {}) if local else {}),
         **(LOOPBACK if in_process else {}),
         **(LOCAL_UI if local_ui else {}),
         **(extra or {}),
@@ -206,6 +279,12 @@ def build_session(
 
 
 if __name__ == "__main__":  # make setup: fetch the Delta jars once, and prove they load
-    session = build_session("local[1]", extra={"spark.log.level": "ERROR"})
-    print(f"Delta Lake for Spark ready: {delta_package()} (cached by Spark's Ivy in ~/.ivy2.5.2)")
+    # --s3 (make test-cluster): the S3A connector's jars too.
+    s3 = "--s3" in sys.argv[1:]
+    driver = s3_session(ObjectStore()) if s3 else None
+    session = build_session("local[1]", extra={"spark.log.level": "ERROR"}, driver=driver)
+    if s3:  # the connector's classes load
+        session._jvm.org.apache.spark.util.Utils.classForName(S3A_CLASS, True, False)
+    packages = (driver or DELTA_SESSION)["spark.jars.packages"].replace(",", ", ")
+    print(f"Ready: {packages} (cached by Spark's Ivy in ~/.ivy2.5.2)")
     session.stop()

@@ -2,8 +2,9 @@
 
 PostgreSQL (Debian's server, in a temporary folder) holds the MLflow tracking server's store and
 the Dagster instance; a Spark standalone cluster (a master and two workers, from the installed
-pyspark) runs executors; a Spark Connect server runs its driver on that cluster. Every process is
-started in a session of its own and stopped with it, also when a test fails.
+pyspark) runs executors; a Spark Connect server runs its driver on that cluster; moto's server
+mode is an S3-compatible store. Every process is started in a session of its own and stopped with
+it, also when a test fails.
 """
 
 from __future__ import annotations
@@ -172,6 +173,56 @@ def mlflow_server(
     servers.append(service)
     try:
         yield uri
+    finally:
+        service.stop()
+
+
+# ---------------------------------------------------------------- S3
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3-compatible server on loopback, and the standard AWS variables that reach it."""
+
+    endpoint: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "recsys-test-key",  # any: moto checks no signature
+            "AWS_SECRET_ACCESS_KEY": "recsys-test-secret",
+        }
+
+    def client(self):
+        import boto3  # moto's dependency
+
+        env = self.env
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server(logs: Path, servers: list[Service]) -> Iterator[S3Server]:
+    """moto's server mode (``moto[server]`` from PyPI): S3 in memory, for this session."""
+    port = free_port()
+    server = S3Server(f"http://{HOST}:{port}")
+    service = Service.start(
+        "moto-s3",
+        [sys.executable, "-m", "moto.server", "--host", HOST, "--port", str(port)],
+        logs,
+        ready=lambda: http_ok(f"{server.endpoint}/moto-api/"),
+    )
+    servers.append(service)
+    try:
+        yield server
     finally:
         service.stop()
 

@@ -1,8 +1,9 @@
 """The same graph, by configuration alone: embedded defaults (the reference), a Spark standalone
-cluster (the medallion, its IO done by the executors), and a Spark Connect server on that
-cluster with an MLflow tracking server and a Dagster instance on PostgreSQL (materialise-all
-and the model lifecycle). Each run is the Dagster CLI in a subprocess, as a user runs it; the
-tables must hold the same rows and the champion must behave the same.
+cluster (the medallion, its IO done by the executors), a Spark Connect server on that cluster
+with an MLflow tracking server and a Dagster instance on PostgreSQL (materialise-all and the
+model lifecycle), and tables on an S3-compatible store (materialise-all). Each run is the
+Dagster CLI in a subprocess, as a user runs it; the tables must hold the same rows and the
+champion must behave the same.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deltalake import DeltaTable
 from mlflow import MlflowClient
 
 from recsys_assets.assets import als, churn
+from recsys_assets.maintenance import existing_tables
 from recsys_assets.registry import CHAMPION, Verdict
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
-from recsys_assets_tests.cluster.conftest import Postgres, SparkCluster
+from recsys_assets_tests.cluster.conftest import Postgres, S3Server, SparkCluster
 from recsys_assets_tests.processes import HOST, Service, run
-from recsys_assets_tests.support import DEPLOYMENT_ENV, TEST_SPARK_CONF, generate
+from recsys_assets_tests.support import DEPLOYMENT_ENV, TEST_SPARK_CONF, delta_table, generate
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 900  # a whole-graph CLI run takes about 2 min here; room for slow machines
@@ -83,7 +84,7 @@ class Deployment:
 
     def rows(self, layer: str, table: str) -> list[str]:
         """Every row as canonical JSON, sorted: equal lists mean the same rows."""
-        data = DeltaTable(table_uri(self.settings.lakehouse_uri, layer, table)).to_pyarrow_table()
+        data = delta_table(self.settings, layer, table, self.env).to_pyarrow_table()
         data = data.drop_columns([c for c in data.column_names if c in RUN_COLUMNS])
         return sorted(canonical(row) for row in data.to_pylist())
 
@@ -251,10 +252,44 @@ def test_connect_server_mlflow_server_and_postgres_instance(
         assert states == {"RUNNING"}
 
 
-def test_every_server_listens_on_loopback_only(
-    servers: list[Service], postgres, mlflow_server, spark_cluster, spark_connect
+def test_tables_on_an_s3_compatible_store(
+    s3_server: S3Server, embedded: Deployment, tmp_path, monkeypatch
 ):
-    assert {s.name for s in servers} >= {"postgres", "mlflow", "spark-master", "spark-connect"}
+    bucket, prefix = "recsys-lakehouse", "tables"
+    s3 = s3_server.client()
+    s3.create_bucket(Bucket=bucket)
+    lakehouse = f"s3a://{bucket}/{prefix}"
+    target = deployment(tmp_path, "dagster.yaml", RECSYS_LAKEHOUSE_URI=lakehouse, **s3_server.env)
+
+    # The whole graph: Spark (S3A) writes and MERGEs the tables, delta-rs reads their logs and
+    # dagster-deltalake writes the churn tables, all in the bucket.
+    assert_succeeded(target.materialize("*", als_config(FIRST)))
+
+    assert_same_tables(target, embedded)  # read back from the bucket with delta-rs
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+    ]
+    for layer, table in TABLES:
+        folder = f"{prefix}/{layer}/{table}/"
+        assert any(k.startswith(f"{folder}_delta_log/") and k.endswith(".json") for k in keys)
+        assert any(k.startswith(folder) and k.endswith(".parquet") for k in keys), folder
+    # Nothing of the lakehouse was written locally (landing files and MLflow stay local).
+    assert not list(target.root.rglob("_delta_log")) and target.settings.object_store
+    assert (target.settings.home / "mlflow").is_dir()
+    # What maintenance lists, through pyarrow (which spells the scheme s3://).
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    assert set(TABLES) <= set(existing_tables(target.settings.lakehouse_uri))
+
+
+def test_every_server_listens_on_loopback_only(
+    servers: list[Service], postgres, mlflow_server, spark_cluster, spark_connect, s3_server
+):
+    assert {s.name for s in servers} >= {
+        "postgres", "mlflow", "spark-master", "spark-connect", "moto-s3"
+    }  # fmt: skip
     for server in servers:
         addresses = server.listening_addresses()
         assert addresses, f"{server.name} listens nowhere"

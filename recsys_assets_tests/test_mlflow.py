@@ -3,13 +3,16 @@
 import json
 
 import mlflow
+import mlflow.store.db.utils
 import pandas as pd
+import pytest
 from deltalake import DeltaTable, write_deltalake
+from mlflow import MlflowClient
 from mlflow.data import get_source
 
 from recsys_assets.definitions import build_resources
 from recsys_assets.resources.lakehouse import Lakehouse
-from recsys_assets.resources.mlflow import MlflowResource
+from recsys_assets.resources.mlflow import MlflowResource, create_sqlite_store
 
 
 def test_a_delta_table_is_logged_as_a_dataset_with_its_version_and_no_row_read(settings):
@@ -54,3 +57,30 @@ def test_links_point_at_the_tracking_server_without_its_credentials(tmp_path):
     assert ui("https://mlflow.example.com/team") == "https://mlflow.example.com/team"
     assert ui(f"sqlite:///{tmp_path}/mlflow.db") == "http://127.0.0.1:5000"  # `make mlflow`
     assert ui("http://10.0.0.7:5000", ui_url="http://ui.example.com/") == "http://ui.example.com"
+
+
+class Killed(BaseException):
+    """A run killed while MLflow builds a new store's schema."""
+
+
+def test_a_new_sqlite_store_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    path = tmp_path / "mlflow" / "mlflow.db"
+    build_schema = mlflow.store.db.utils._initialize_tables
+
+    def killed_midway(engine):
+        with engine.begin() as connection:  # a first table, then the end
+            connection.exec_driver_sql("CREATE TABLE _alembic_tmp_experiments (id INTEGER)")
+        raise Killed
+
+    monkeypatch.setattr(mlflow.store.db.utils, "_initialize_tables", killed_midway)
+    with pytest.raises(Killed):
+        create_sqlite_store(path, None)
+    assert not path.exists()  # no half-built store where the next run looks
+
+    monkeypatch.setattr(mlflow.store.db.utils, "_initialize_tables", build_schema)
+    create_sqlite_store(path, (tmp_path / "artifacts").as_uri())
+    client = MlflowClient(f"sqlite:///{path}")
+    experiment = client.create_experiment("kept")
+    create_sqlite_store(path, None)  # there already: used as it is
+    assert client.get_experiment_by_name("kept").experiment_id == experiment
+    assert [p.name for p in path.parent.iterdir()] == ["mlflow.db"]  # no partial file left

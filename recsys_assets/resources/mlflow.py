@@ -10,6 +10,7 @@ The Delta tables a run trains or evaluates on are its MLflow dataset inputs (``l
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.models.model import ModelInfo
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from pydantic import Field
 from pyspark.ml import PipelineModel
 
@@ -94,6 +96,30 @@ def table_dataset(lakehouse: Lakehouse, layer: str, table: str) -> DeltaTableDat
     )
 
 
+def create_sqlite_store(path: Path, artifact_root: str | None) -> None:
+    """A new SQLite tracking store at ``path``, whole or not at all.
+
+    MLflow builds a new store's schema through a few dozen migrations, some of which copy a
+    table through ``_alembic_tmp_*``: a run killed among them leaves a database that every
+    later run fails to open ("table _alembic_tmp_experiments already exists"). So the schema is
+    built in a file of its own and hard-linked into place, which fails if another process was
+    first (its store is then used); the partial file goes either way.
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{partial}", artifact_root or "./mlruns")
+        store.engine.dispose()
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 class MlflowResource(dg.ConfigurableResource):
     """Where runs and models live; ``client`` for registry.Registry."""
 
@@ -114,8 +140,8 @@ class MlflowResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
+            create_sqlite_store(
+                Path(self.tracking_uri.removeprefix("sqlite:///")), self.artifact_root
             )
         # Fail in seconds, not minutes, when a tracking server is down.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,16 @@ WORKERS = 2
 # Two slots per worker, and two cores per application by default: the Connect server's
 # application and a classic driver can run at once, each with one executor on every worker.
 WORKER_CORES, APP_CORES = 2, 2
+
+
+@contextmanager
+def serving(service: Service, servers: list[Service]) -> Iterator[Service]:
+    """``service`` among the session's servers while a fixture uses it, stopped after."""
+    servers.append(service)
+    try:
+        yield service
+    finally:
+        service.stop()
 
 
 def http_json(url: str) -> dict | None:
@@ -129,17 +140,16 @@ def postgres(logs: Path, servers: list[Service]) -> Iterator[Postgres]:
         logs,
         ready=server.answers,
     )
-    servers.append(service)
     try:
-        connection = server.connect()
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            for database in ("dagster", "mlflow"):
-                cursor.execute(f"CREATE DATABASE {database}")
-        connection.close()
-        yield server
+        with serving(service, servers):
+            connection = server.connect()
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                for database in ("dagster", "mlflow"):
+                    cursor.execute(f"CREATE DATABASE {database}")
+            connection.close()
+            yield server
     finally:
-        service.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -170,11 +180,8 @@ def mlflow_server(
         logs,
         ready=lambda: http_ok(f"{uri}/health"),
     )
-    servers.append(service)
-    try:
+    with serving(service, servers):
         yield uri
-    finally:
-        service.stop()
 
 
 # ---------------------------------------------------------------- S3
@@ -220,11 +227,8 @@ def s3_server(logs: Path, servers: list[Service]) -> Iterator[S3Server]:
         logs,
         ready=lambda: http_ok(f"{server.endpoint}/moto-api/"),
     )
-    servers.append(service)
-    try:
+    with serving(service, servers):
         yield server
-    finally:
-        service.stop()
 
 
 # ---------------------------------------------------------------- Spark
@@ -335,8 +339,5 @@ def spark_connect(spark_cluster: SparkCluster, logs: Path, servers: list[Service
         env=env,
         timeout_s=180,
     )
-    servers.append(service)
-    try:
+    with serving(service, servers):
         yield f"sc://{HOST}:{port}"
-    finally:
-        service.stop()

@@ -59,6 +59,53 @@ def test_the_popularity_list_counts_customers_and_breaks_ties_by_id():
     assert list(built.popular_scores) == [3.0, 2.0, 1.0, 1.0, 1.0]
 
 
+def ranked(users, seen, k) -> dict[int, list[tuple[int, float]]]:
+    """top_k_unseen's answer on ITEMS as {user row: [(item index, score), ...]}."""
+    row, item, score, rank = recommender.top_k_unseen(
+        np.array(users, dtype="float32"),
+        np.array(ITEMS, dtype="float32"),
+        [np.array(s, dtype="int64") for s in seen],
+        k,
+    )
+    found: dict[int, list[tuple[int, float]]] = {}
+    for r, i, s, n in zip(row, item, score, rank, strict=True):
+        found.setdefault(int(r), []).append((int(i), float(s)))
+        assert n == len(found[int(r)])  # 1-based, in order
+    return found
+
+
+def test_top_k_unseen_breaks_ties_at_the_cut_by_item_index():
+    # Scores of [1, 0]: d3 c2 b2 a1 (indices 0-3). With d seen, the one best is c (index 1),
+    # tied with b (index 2); of [0, 1]: a5, then c and b tied at 1.
+    assert ranked([[1, 0], [0, 1]], [[0], []], k=1) == {0: [(1, 2.0)], 1: [(3, 5.0)]}
+    assert ranked([[1, 0], [0, 1]], [[0], []], k=2) == {
+        0: [(1, 2.0), (2, 2.0)],
+        1: [(3, 5.0), (1, 1.0)],
+    }
+
+
+def test_top_k_unseen_gives_fewer_when_fewer_are_unseen():
+    found = ranked([[1, 0], [1, 1], [0, 1]], [[0, 1, 2], [0, 1, 2, 3], []], k=3)
+    assert found == {0: [(3, 1.0)], 2: [(3, 5.0), (1, 1.0), (2, 1.0)]}  # row 1 saw everything
+    assert ranked([[0, 1]], [[]], k=10) == {0: [(3, 5.0), (1, 1.0), (2, 1.0), (0, 0.0)]}
+
+
+def test_top_k_unseen_is_a_full_sort_of_the_unseen_items():
+    # Small integer factors: many exact ties, the case a partial sort gets wrong.
+    rng = np.random.default_rng(3)
+    users = rng.integers(-2, 3, size=(200, 3)).astype("float32")
+    items = rng.integers(-2, 3, size=(40, 3)).astype("float32")
+    seen = [rng.choice(40, size=rng.integers(0, 38), replace=False) for _ in users]
+    row, item, score, rank = recommender.top_k_unseen(users, items, seen, 7)
+    for r in range(len(users)):
+        scores = (users[r].astype(float) @ items.T.astype(float)).tolist()
+        unseen = [i for i in range(40) if i not in set(seen[r])]
+        expected = sorted(unseen, key=lambda i: (-scores[i], i))[:7]
+        assert item[row == r].tolist() == expected
+        assert score[row == r].tolist() == [scores[i] for i in expected]
+        assert rank[row == r].tolist() == list(range(1, len(expected) + 1))
+
+
 def test_known_customers_get_their_best_unbought_products_ties_by_model_index():
     found = answers(Recommender().use(data()), [10, 20])
     assert found[10] == [("c", 2.0, "als"), ("b", 2.0, "als"), ("a", 1.0, "als")]  # d bought

@@ -6,17 +6,25 @@ popularity list.
 """
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.evaluation import RegressionEvaluator
-from pyspark.ml.feature import IndexToString, StringIndexer
+from pyspark.ml.feature import StringIndexer
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys_assets.ml.recommender import ALS_SOURCE, POPULARITY_SOURCE, K, RecommenderData
+from recsys_assets.ml.recommender import (
+    ALS_SOURCE,
+    POPULARITY_SOURCE,
+    K,
+    RecommenderData,
+    top_k_unseen,
+)
 
 RANKING_METRICS = ("precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10")  # at K
 PAIR = ["customer_id", "product_id"]
@@ -78,66 +86,64 @@ def first_k_unseen(
     )
 
 
-def als_top_k(
-    model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, quantile: float = 0.99
-) -> DataFrame:
+USERS_PER_BLOCK = 4096  # scored at once in a Python worker: block x catalogue doubles
+
+
+def als_top_k(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
     """The model's best ``k`` products not in ``seen`` for each user it knows: customer_id,
     product_id, score, rank; unknown customers and products are skipped.
 
-    A user who has ``b`` products in ``seen`` finds ``k`` unseen among the model's top
-    ``k + b``. Sizing every user's list by the heaviest buyer held 500,000 lists of the whole
-    catalogue at 10M orders, so users are scored in two groups: those up to the ``quantile``
-    of products bought, with room for that many, and the few heavier buyers with room for the
-    most anyone bought. Both are exact.
-    """
-    seen = seen.select(*PAIR).distinct()
-    bought = seen.groupBy("customer_id").agg(F.count(F.lit(1)).alias("_bought"))
-    sizes = bought.agg(
-        F.percentile_approx("_bought", quantile).alias("typical"), F.max("_bought").alias("most")
-    ).first()
-    typical, most = int(sizes["typical"] or 0), int(sizes["most"] or 0)
-    heavy = users.join(bought.where(F.col("_bought") > typical), "customer_id", "left_semi")
-    top = scored_top_k(model, users.join(heavy, "customer_id", "left_anti"), seen, k, k + typical)
-    if most > typical:
-        top = top.unionByName(scored_top_k(model, heavy, seen, k, k + most))
-    return top
-
-
-def scored_top_k(
-    model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, room: int
-) -> DataFrame:
-    """:func:`als_top_k` with ``room`` candidates scored for every user of ``users``.
-
-    Ties are broken by the model's product index (most bought first). Filtering happens on the
-    model's own indices, and only the kept ``k`` are mapped back to ids.
+    Users are scored in blocks against the item factors (products x rank, pandas-sized) in
+    ``mapInPandas`` with :func:`top_k_unseen`, the served recommender's own ranking: ties by the
+    model's product index, what a user bought masked before the top ``k`` is taken. ALS's
+    ``recommendForUserSubset`` would need room for ``k`` plus every purchase per user, about
+    the whole catalogue per user on the JVM heap at 10M orders.
     """
     user_indexer, item_indexer, als_model = model.stages
-    recs = als_model.recommendForUserSubset(user_indexer.transform(users), room)
-    # Ties by index: ALS leaves them in any order.
-    lists = recs.select(
-        "user_idx", best_first(F.col("recommendations"), "item_idx", "rating").alias("candidates")
+    items = factor_matrix(als_model.itemFactors, len(item_indexer.labels), als_model.rank)
+    products = np.asarray(item_indexer.labels, dtype=str)
+    known = user_indexer.transform(users.select("customer_id").distinct())
+    seen_idx = item_indexer.transform(user_indexer.transform(seen.select(*PAIR).distinct()))
+    seen_lists = seen_idx.groupBy("user_idx").agg(
+        F.collect_list(F.col("item_idx").cast("int")).alias("seen")
     )
-    seen_idx = item_indexer.transform(user_indexer.transform(seen))
-    top = first_k_unseen(
-        lists,
-        seen_idx.select(F.col("user_idx").cast("int"), F.col("item_idx").cast("int")),
-        k,
-        by="user_idx",
-        item="item_idx",
+    scored_users = (
+        known.join(als_model.userFactors, F.col("user_idx") == F.col("id"))
+        .join(seen_lists, "user_idx", "left")
+        .select("customer_id", "features", "seen")
     )
-    to_customer = IndexToString(
-        inputCol="user_idx", outputCol="customer_key", labels=user_indexer.labels
+
+    def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            for start in range(0, len(frame), USERS_PER_BLOCK):
+                block = frame.iloc[start : start + USERS_PER_BLOCK]
+                factors = np.stack(block["features"].to_numpy()).astype("float32")
+                bought = [
+                    np.empty(0, dtype="int64") if s is None else np.asarray(s, dtype="int64")
+                    for s in block["seen"]
+                ]
+                row, item, value, rank = top_k_unseen(factors, items, bought, k)
+                yield pd.DataFrame(
+                    {
+                        "customer_id": block["customer_id"].to_numpy()[row],
+                        "product_id": products[item],
+                        "score": value.astype("float32"),
+                        "rank": rank.astype("int32"),
+                    }
+                )
+
+    return scored_users.mapInPandas(
+        score, "customer_id long, product_id string, score float, rank int"
     )
-    to_product = IndexToString(
-        inputCol="item_idx", outputCol="product_id", labels=item_indexer.labels
-    )
-    mapped = to_product.transform(to_customer.transform(top))
-    return mapped.select(
-        F.col("customer_key").cast("bigint").alias("customer_id"),
-        "product_id",
-        F.col("rating").alias("score"),
-        "rank",
-    )
+
+
+def factor_matrix(factors: DataFrame, size: int, rank: int) -> np.ndarray:
+    """ALS's (id, features) factors as a float32 [size, rank] matrix in index order."""
+    frame = factors.toPandas()
+    matrix = np.zeros((size, rank), dtype="float32")
+    if len(frame):
+        matrix[frame["id"].to_numpy()] = np.stack(frame["features"].to_numpy())
+    return matrix
 
 
 def most_bought(pairs: DataFrame) -> int:
@@ -377,14 +383,7 @@ def recommender_data(
     and one row per customer of what they bought. All of it is customers (or products) x
     rank: pandas-sized by nature."""
     user_indexer, item_indexer, als_model = model.stages
-
-    def in_index_order(factors: DataFrame, size: int) -> np.ndarray:
-        frame = factors.toPandas()
-        matrix = np.zeros((size, als_model.rank), dtype="float32")
-        if len(frame):
-            matrix[frame["id"].to_numpy()] = np.stack(frame["features"].to_numpy())
-        return matrix
-
+    rank = als_model.rank
     bought = (
         purchases.where("customer_id IS NOT NULL AND product_id IS NOT NULL")
         .groupBy("customer_id")
@@ -393,9 +392,9 @@ def recommender_data(
     )
     return RecommenderData.build(
         customer_ids=[int(label) for label in user_indexer.labels],
-        user_factors=in_index_order(als_model.userFactors, len(user_indexer.labels)),
+        user_factors=factor_matrix(als_model.userFactors, len(user_indexer.labels), rank),
         product_ids=list(item_indexer.labels),
-        item_factors=in_index_order(als_model.itemFactors, len(item_indexer.labels)),
+        item_factors=factor_matrix(als_model.itemFactors, len(item_indexer.labels), rank),
         bought=dict(zip(bought["customer_id"], bought["products"], strict=True)),
         exclude_purchased=exclude_purchased,
         k=k,

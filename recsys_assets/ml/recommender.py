@@ -5,7 +5,8 @@ customer bought and the popularity list are saved as numpy arrays (``Recommender
 ``.npz`` file) and logged with :class:`Recommender`. ``predict`` follows the rules of
 ``ml.als.recommendations``, which writes ``customer_recommendations``: the ``k`` best products
 by the dot product of the factors, ties by the model's product index (most bought first),
-products the customer bought left out when ``exclude_purchased``; customers the model does
+products the customer bought left out when ``exclude_purchased`` (both rank with
+:func:`top_k_unseen`); customers the model does
 not know (and known ones left with nothing) get the most bought products (ties by id), also
 without what they bought.
 
@@ -115,6 +116,37 @@ class RecommenderData:
         )
 
 
+def top_k_unseen(
+    users: np.ndarray, items: np.ndarray, seen: Sequence[np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each row of ``users`` (factors), the ``k`` items of ``items`` with the highest dot
+    product that are not among the row's ``seen`` item indices, ties by item index (fewer when
+    fewer are unseen): (user row, item index, score, 1-based rank) arrays, in rank order per row.
+
+    Scores are computed in double precision from the float32 factors (whose products are exact
+    there), so one user alone and a block of thousands rank alike whatever BLAS kernel runs.
+    Only the best ``k`` per row are sorted: a block costs users x items, not a sort of that.
+    """
+    scores = users.astype(np.float64) @ items.astype(np.float64).T
+    lengths = [len(s) for s in seen]
+    if sum(lengths):
+        scores[np.repeat(np.arange(len(users)), lengths), np.concatenate(seen)] = -np.inf
+    k = min(k, scores.shape[1])
+    if k == 0 or len(users) == 0:
+        empty = np.empty(0, dtype="int64")
+        return empty, empty, np.empty(0), empty
+    kth = -np.partition(-scores, k - 1, axis=1)[:, [k - 1]]  # each row's k-th best score
+    above, at = scores > kth, scores == kth
+    room = k - above.sum(axis=1, keepdims=True)  # taken from the ties, lowest indices first
+    chosen = (above | (at & (np.cumsum(at, axis=1) <= room))) & np.isfinite(scores)
+    row, item = np.nonzero(chosen)  # row by row, items in index order
+    score = scores[row, item]
+    order = np.lexsort((item, -score, row))
+    row, item, score = row[order], item[order], score[order]
+    rank = np.arange(len(row)) - np.searchsorted(row, row) + 1
+    return row, item, score, rank
+
+
 def customer_ids(model_input: pd.DataFrame) -> list[int]:
     """The requested ids, in order and once each; anything but a ``customer_id`` column of
     integers is refused."""
@@ -185,13 +217,11 @@ class Recommender(PythonModel):
         if row is None:
             return answer(customer, [], [], ALS_SOURCE)
         data = self.data
-        scores = data.item_factors @ data.user_factors[row]  # float32, as ALS scores
-        keep = np.ones(len(scores), dtype=bool)
-        keep[self.bought_items.get(customer, np.empty(0, dtype="int64"))] = False
-        candidates = np.flatnonzero(keep)
-        # Stable sort of the negated scores: equal scores stay in product-index order.
-        best = candidates[np.argsort(-scores[candidates], kind="stable")[: data.k]]
-        return answer(customer, data.product_ids[best], scores[best], ALS_SOURCE)
+        seen = self.bought_items.get(customer, np.empty(0, dtype="int64"))
+        _, best, scores, _ = top_k_unseen(
+            data.user_factors[[row]], data.item_factors, [seen], data.k
+        )
+        return answer(customer, data.product_ids[best], scores, ALS_SOURCE)
 
     def popular(self, customer: int) -> pd.DataFrame:
         """The most bought products the customer has not bought."""

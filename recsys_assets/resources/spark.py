@@ -254,6 +254,9 @@ def build_session(
         check_reachable(target)
     if not target.startswith("sc://"):
         check_java()  # the driver (or a local Connect server) runs in this process
+        # Python workers (mapInPandas) run this interpreter, not whatever ``python3`` is on
+        # PATH: they import numpy, pandas and this package. Spark's own variable wins if set.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("recsys_assets")
     if remote:
         keep_remote_models_until_session_end()

@@ -31,7 +31,13 @@ from recsys_assets_tests.processes import HOST, Service, free_port, listening
 
 SPARK_HOME = Path(pyspark.__file__).parent
 # Every Spark process (master, workers, executors, drivers) binds to and advertises loopback.
-SPARK_ENV = {"SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": HOST, "SPARK_NO_DAEMONIZE": "1"}
+# PYSPARK_PYTHON: the Connect server's Python workers (ALS scoring) need this venv's packages.
+SPARK_ENV = {
+    "SPARK_HOME": str(SPARK_HOME),
+    "SPARK_LOCAL_IP": HOST,
+    "SPARK_NO_DAEMONIZE": "1",
+    "PYSPARK_PYTHON": sys.executable,
+}
 WORKERS = 2
 # Two slots per worker, and two cores per application by default: the Connect server's
 # application and a classic driver can run at once, each with one executor on every worker.

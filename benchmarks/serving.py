@@ -16,10 +16,7 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,17 +25,15 @@ from pathlib import Path
 
 import common
 
+from recsys_assets.settings import Settings
+from recsys_assets.tables import GOLD, table_uri
+from recsys_assets_tests.processes import HOST, Service, free_port
+
 TARGET_MS = 50.0
-HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(home: Path, port: int, log_dir: Path) -> Service:
+    """``make serve``'s scoring server for the champion of ``home``, answering /ping."""
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -49,33 +44,15 @@ def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
     command = [str(bin_dir / "mlflow"), "models", "serve", "-m",
                "models:/als_recommender@champion", "--env-manager", "local",
                "-h", HOST, "-p", str(port), "-w", "1"]  # fmt: skip
-    with open(log, "w") as sink:
-        process = subprocess.Popen(
-            command, env=env, stdout=sink, stderr=sink, start_new_session=True
-        )
-    deadline = time.monotonic() + 120
-    while True:
+
+    def pings() -> bool:
         try:
             with urllib.request.urlopen(f"http://{HOST}:{port}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return process
+                return response.status == 200
         except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise RuntimeError(f"the scoring server did not start; see {log}")
-        time.sleep(0.5)
+            return False
 
-
-def stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    return Service.start("scoring-server", command, log_dir, ready=pings, env=env)
 
 
 def post(port: int, ids: list[int]) -> list[dict]:
@@ -114,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         root = Path(tmp)
         home = args.home.resolve() if args.home else root / "home"
-        recommendations = home / "lakehouse" / "gold" / "customer_recommendations"
+        lakehouse = Settings.from_env({"RECSYS_HOME": str(home)}).lakehouse_uri
+        recommendations = Path(table_uri(lakehouse, GOLD, "customer_recommendations"))
         if not recommendations.exists():  # a new home: generated data, everything materialised
             common.generate_landing(root / "landing", args.orders)
             home.mkdir(parents=True, exist_ok=True)
@@ -129,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             return dataset.to_table(filter=pc.field("customer_id").isin(ids)).to_pylist()
 
         port = args.port or free_port()
-        server = start_server(home, port, root / "server.log")
+        server = start_server(home, port, root)
         try:
             served = post(port, ids)
             stored = from_delta()
@@ -139,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             served_ms = p50_ms(lambda: post(port, ids), args.requests)
             delta_ms = p50_ms(from_delta, args.requests)
         finally:
-            stop(server)
+            server.stop()
 
     verdict = "PASS" if served_ms < TARGET_MS and same else "FAIL"
     print(f"serving: 10 customers, {args.requests} requests: scoring server p50 "

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.assets import als, bronze, churn, gold, monitoring, silver
+from recsys_assets.assets import ASSET_CHECKS, ASSETS, als
 from recsys_assets.jobs import als_champion_job, churn_champion_job, refresh_job, rollback_job
 from recsys_assets.maintenance import maintain_tables
 from recsys_assets.reject import reject_landing_file
@@ -61,8 +61,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
 def build_definitions(settings: Settings) -> dg.Definitions:
     resources = build_resources(settings)
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
-        asset_checks=dg.load_asset_checks_from_modules([als, churn, monitoring]),
+        assets=ASSETS,
+        asset_checks=ASSET_CHECKS,
         jobs=[
             refresh_job,
             als_champion_job,
@@ -74,6 +74,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[daily_refresh, weekly_maintenance],
         sensors=[csv_drop_sensor, dead_run_sensor, drift_retrain_sensor],
         resources=resources,
+        # Spark steps share one session: every job runs in the run's process (one JVM a run).
         executor=dg.in_process_executor,
     )
 

@@ -1,17 +1,16 @@
-"""Jobs. Spark steps share one session, so every job runs in-process (one JVM per run)."""
+"""Jobs (in-process, the code location's executor: Spark steps share one session)."""
 
 from collections.abc import Mapping
 
 import dagster as dg
 
-from recsys_assets.assets import als, churn
+from recsys_assets.assets import als, churn, materialize
 from recsys_assets.resources.mlflow import MlflowResource
 
 # Everything downstream of the landing zone, including models added to the graph later.
 refresh_job = dg.define_asset_job(
     "refresh_job",
     selection=dg.AssetSelection.groups("bronze").downstream(),
-    executor_def=dg.in_process_executor,
     description="Ingest new CSV drops and rebuild every table and model downstream of them.",
 )
 
@@ -21,7 +20,6 @@ def champion_job(champion: str):
     return dg.define_asset_job(
         f"{champion}_job",
         selection=dg.AssetSelection.assets(champion).upstream(),
-        executor_def=dg.in_process_executor,
         description=f"Ingest, rebuild, retrain and gate everything {champion} needs, then "
         "promote the challenger if it passed (no batch scoring).",
     )
@@ -78,12 +76,9 @@ def rollback_job(resources: Mapping[str, object]) -> dg.JobDefinition:
 
 def rescore(context: dg.OpExecutionContext, table: str, resources: Mapping[str, object]) -> None:
     """Materialise ``table`` again (a run of its own, in this instance) from the champion."""
-    from recsys_assets.assets import als, bronze, churn, gold, silver  # noqa: PLC0415
-
-    result = dg.materialize(
-        dg.load_assets_from_modules([bronze, silver, gold, als, churn]),
-        selection=[table],
-        resources=resources,
+    result = materialize(
+        [table],
+        resources,
         instance=context.instance,
         tags={"rollback_run_id": context.run_id},
         raise_on_error=False,

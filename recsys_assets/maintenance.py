@@ -52,7 +52,6 @@ def optimize_and_vacuum(
 
 
 @dg.job(
-    executor_def=dg.in_process_executor,
     description="Compact (OPTIMIZE) and clean up (VACUUM) every Delta table.",
 )
 def maintain_tables():

@@ -53,7 +53,6 @@ def reject_file(
 
 
 @dg.job(
-    executor_def=dg.in_process_executor,
     description="Take a landing file's rows out of bronze and move the file to _rejected/.",
 )
 def reject_landing_file():

@@ -1,6 +1,7 @@
 """Shared fixtures: one real SparkSession for the whole session, real Delta tables in tmp_path."""
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -8,12 +9,10 @@ import pytest
 from pyspark.sql import SparkSession
 
 from recsys_assets import datagen
-from recsys_assets.definitions import build_definitions
 from recsys_assets.resources.spark import build_session
 from recsys_assets.settings import Settings
+from recsys_assets_tests import support
 from recsys_assets_tests.support import TEST_SQL, generate, settings_for
-
-MEDALLION = dg.AssetSelection.groups("bronze", "silver", "gold")
 
 
 @pytest.fixture(scope="session")
@@ -46,20 +45,5 @@ Materialize = Callable[..., dg.ExecuteInProcessResult]
 
 @pytest.fixture
 def materialize(settings: Settings, spark: SparkSession) -> Materialize:
-    """Materialise a selection of the real code location's assets against ``settings``."""
-    defs = build_definitions(settings)
-
-    def run(
-        selection: dg.AssetSelection | Sequence[str] = MEDALLION,
-        run_config: dict | None = None,
-        raise_on_error: bool = True,
-    ) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            [*(defs.assets or []), *(defs.asset_checks or [])],
-            selection=selection,
-            resources=defs.resources,
-            run_config=run_config,
-            raise_on_error=raise_on_error,
-        )
-
-    return run
+    """Materialise a selection (the medallion tables by default) against ``settings``."""
+    return partial(support.materialize, settings)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[1]  # the checkout: its dagster.yaml, its package
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float, interval_s: float, what: str) -> Any:
@@ -139,6 +140,7 @@ class Service:
         ready: Callable[[], Any],
         env: dict[str, str] | None = None,
         timeout_s: float = 120,
+        cwd: Path | None = None,
     ) -> Service:
         """Start ``command`` and wait until ``ready()``; on any failure stop it and raise."""
         log_path = log_dir / f"{name}.log"
@@ -146,6 +148,7 @@ class Service:
             process = subprocess.Popen(
                 list(command),
                 env=env,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -4,10 +4,12 @@ import json
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 from deltalake import DeltaTable
 
-from recsys_assets import datagen
+from recsys_assets import assets, datagen
+from recsys_assets.definitions import build_resources
 from recsys_assets.resources.lakehouse import delta_rs_options
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
@@ -65,6 +67,14 @@ def settings_for(home: Path, **env: str) -> Settings:
     return Settings.from_env({**defaults, **env})
 
 
+def materialize(
+    settings: Settings, selection: object = assets.MEDALLION, **kwargs: object
+) -> dg.ExecuteInProcessResult:
+    """Materialise ``selection`` of the real code location against ``settings``, in this
+    process, asset checks included; ``kwargs`` as ``dg.materialize`` takes them."""
+    return assets.materialize(selection, build_resources(settings), **kwargs)
+
+
 def generate(settings: Settings, **kwargs) -> datagen.GenerationSummary:
     """Small generated data in the landing zone."""
     options = {"customers": 120, "days": 60, "seed": 7, "start_date": date(2024, 1, 1)}
@@ -87,6 +97,16 @@ def delta_table(
     the credentials in ``env``), read with delta-rs."""
     options = storage_options(settings, env or {})
     return DeltaTable(table_uri(settings.lakehouse_uri, layer, name), storage_options=options)
+
+
+def table_folder(settings: Settings, layer: str, name: str) -> Path:
+    """A table's folder, for a lakehouse on the local file system."""
+    return Path(table_uri(settings.lakehouse_uri, layer, name))
+
+
+def home_table(home: Path, layer: str, name: str) -> DeltaTable:
+    """A table of the lakehouse a process with ``RECSYS_HOME=home`` (and nothing else) writes."""
+    return delta_table(Settings.from_env({"RECSYS_HOME": str(home)}), layer, name)
 
 
 def read_table(settings: Settings, layer: str, name: str) -> pd.DataFrame:

@@ -80,13 +80,13 @@ class ChampionTrainingSet:
     missing: str | None = None  # the reason, when frame is None
 
 
-def training_dataset(tracking: MlflowResource, run: Run) -> tuple[str, int | None] | None:
+def training_dataset(mlflow: MlflowResource, run: Run) -> tuple[str, int | None] | None:
     """(path, Delta version) of ``churn_training_set`` logged as an input of ``run`` or of its
     parent (autologged candidates are nested runs; the table is logged on the parent)."""
     runs = [run]
     parent = run.data.tags.get("mlflow.parentRunId")
     if parent:
-        runs.append(tracking.client.get_run(parent))
+        runs.append(mlflow.client.get_run(parent))
     for candidate in runs:
         for logged in candidate.inputs.dataset_inputs if candidate.inputs else []:
             if logged.dataset.name == TRAINING_SET:
@@ -95,15 +95,15 @@ def training_dataset(tracking: MlflowResource, run: Run) -> tuple[str, int | Non
     return None
 
 
-def champion_training_set(tracking: MlflowResource, lakehouse: Lakehouse) -> ChampionTrainingSet:
-    champion = Registry(tracking.client, CHURN_MODEL).champion()
+def champion_training_set(mlflow: MlflowResource, lakehouse: Lakehouse) -> ChampionTrainingSet:
+    champion = Registry(mlflow.client, CHURN_MODEL).champion()
     if champion is None:
         return ChampionTrainingSet(missing=f"{CHURN_MODEL} has no champion yet.")
-    version = tracking.client.get_model_version(CHURN_MODEL, champion)
+    version = mlflow.client.get_model_version(CHURN_MODEL, champion)
     if not version.run_id:
         return ChampionTrainingSet(champion, missing=f"{CHURN_MODEL} v{champion} has no run.")
-    run = tracking.client.get_run(version.run_id)
-    found = training_dataset(tracking, run)
+    run = mlflow.client.get_run(version.run_id)
+    found = training_dataset(mlflow, run)
     if found is None or found[1] is None:
         return ChampionTrainingSet(
             champion,
@@ -129,17 +129,16 @@ def champion_training_set(tracking: MlflowResource, lakehouse: Lakehouse) -> Cha
     return ChampionTrainingSet(champion, run, path, delta_version, train)
 
 
-def artifact_url(tracking: MlflowResource, run: Run, artifact: str) -> str:
+def artifact_url(mlflow: MlflowResource, run: Run, artifact: str) -> str:
     """The MLflow UI's page of one artifact of ``run``."""
     info = run.info
     return (
-        f"{tracking.ui_url}/#/experiments/{info.experiment_id}/runs/{info.run_id}"
-        f"/artifactPath/{artifact}"
+        f"{mlflow.ui}/#/experiments/{info.experiment_id}/runs/{info.run_id}/artifactPath/{artifact}"
     )
 
 
 def log_drift_report(
-    tracking: MlflowResource,
+    mlflow: MlflowResource,
     run: Run,
     dagster_run_id: str,
     reference: pd.DataFrame,
@@ -153,10 +152,10 @@ def log_drift_report(
         mon.drift_report_html(
             reference, current, NUMERIC_FEATURES, CATEGORICAL_FEATURES, threshold, path
         )
-        tracking.client.log_artifact(run.info.run_id, path, folder)
+        mlflow.client.log_artifact(run.info.run_id, path, folder)
     artifact = f"{folder}/{REPORT_FILE}"
     return {
-        "drift_report": dg.MetadataValue.url(artifact_url(tracking, run, artifact)),
+        "drift_report": dg.MetadataValue.url(artifact_url(mlflow, run, artifact)),
         "drift_report_artifact": dg.MetadataValue.path(f"{run.info.artifact_uri}/{artifact}"),
     }
 

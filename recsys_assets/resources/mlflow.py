@@ -128,11 +128,6 @@ class MlflowResource(dg.ConfigurableResource):
     artifact_root: str | None = Field(
         default=None, description="Artifact location of new experiments on a local store."
     )
-    ui_url: str | None = Field(
-        default=None,
-        description="The MLflow UI, for links; default: the tracking server, or `make mlflow`'s "
-        f"{LOCAL_UI} for a local store.",
-    )
     spark_staging_uri: str = Field(
         description="Folder that Spark (also a cluster or Connect server) and this process share, "
         "where Spark ML models are staged on their way to and from MLflow over Spark Connect."
@@ -155,10 +150,8 @@ class MlflowResource(dg.ConfigurableResource):
 
     @property
     def ui(self) -> str:
-        """Where the links point: the configured UI, else the server itself (never its
-        credentials), else the UI `make mlflow` starts."""
-        if self.ui_url:
-            return self.ui_url.rstrip("/")
+        """Where the links point: the tracking server (never its credentials), or for a local
+        store the UI `make mlflow` starts."""
         server = urlsplit(self.tracking_uri)
         if server.scheme in ("http", "https") and server.hostname:
             netloc = server.hostname + (f":{server.port}" if server.port else "")

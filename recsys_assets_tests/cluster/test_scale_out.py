@@ -26,10 +26,9 @@ from recsys_assets.registry import CHAMPION, Verdict
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
 from recsys_assets_tests.cluster.conftest import Postgres, S3Server, SparkCluster
-from recsys_assets_tests.processes import HOST, Service, run
+from recsys_assets_tests.processes import HOST, REPO, Service, run
 from recsys_assets_tests.support import DEPLOYMENT_ENV, TEST_SPARK_CONF, delta_table, generate
 
-REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 900  # a whole-graph CLI run takes about 2 min here; room for slow machines
 # Small models, so the lifecycle below is quick; the same on every deployment.
 FIRST = {"rank": 2, "max_iter": 2}

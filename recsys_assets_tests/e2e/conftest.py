@@ -8,6 +8,7 @@ the session started (webserver, daemon, code server, run worker, Spark JVM), als
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -25,10 +26,9 @@ from typing import Any
 import pytest
 
 from recsys_assets import datagen
-from recsys_assets_tests.processes import HOST, free_port, kill_all, wait_for
+from recsys_assets_tests.processes import HOST, REPO, Service, free_port, wait_for
 from recsys_assets_tests.support import DEPLOYMENT_ENV
 
-REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 240  # webserver answering and the code location loaded
 RUN_TIMEOUT_S = 15 * 60  # the sensor's two ticks (15 s apart) plus the whole refresh_job run
 POLL_S = 3
@@ -51,60 +51,48 @@ class GraphQLError(Exception):
 class DagsterDev:
     """A running ``dagster dev`` and its temporary homes."""
 
-    process: subprocess.Popen
+    service: Service
     url: str
-    log_path: Path
     dagster_home: Path
     recsys_home: Path
-    location: str = ""  # the code location and its repository, once loaded
+    location: str = ""  # the code location and its repository
     repository: str = ""
-    last_error: str = ""  # of the last GraphQL request while waiting for the webserver
 
     @property
     def landing(self) -> Path:
         return self.recsys_home / "landing"
 
     def graphql(self, query: str, variables: dict | None = None, timeout_s: float = 30) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", body, {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            payload = json.load(response)
-        if payload.get("errors"):
-            raise GraphQLError(json.dumps(payload["errors"], indent=1)[:3000])
-        return payload["data"]
+        return graphql(self.url, query, variables, timeout_s)
 
     def log_tail(self, lines: int = 120) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(no log: {exc})"
-        return "\n".join(text.splitlines()[-lines:])
+        return self.service.log_tail(lines)
 
     def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(
-                f"dagster dev exited with code {self.process.returncode}; log tail:\n"
-                + self.log_tail()
-            )
+        try:
+            self.service.check_alive()
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; log tail:\n{self.log_tail()}") from exc
 
     def stop(self) -> None:
-        """SIGTERM lets dagster dev stop its webserver and daemon; then anything left of the
-        session (code server, run worker, Spark's JVM) is killed by pid."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        sid = self.process.pid
-        try:
-            wait_for(lambda: not kill_all(sid), 30, 0.5, "the dagster dev session to exit")
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-            self.process.wait(timeout=30)
+        """SIGTERM to dagster dev alone lets it stop its webserver and daemon in order; then
+        whatever is left of its session (code server, run worker, Spark's JVM) is stopped."""
+        process = self.service.process
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+        self.service.stop()
+
+
+def graphql(url: str, query: str, variables: dict | None = None, timeout_s: float = 30) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        payload = json.load(response)
+    if payload.get("errors"):
+        raise GraphQLError(json.dumps(payload["errors"], indent=1)[:3000])
+    return payload["data"]
 
 
 LOCATION_QUERY = """
@@ -128,13 +116,11 @@ LOCATION_QUERY = """
 """
 
 
-def loaded_location(dev: DagsterDev) -> tuple[str, str] | None:
+def loaded_location(url: str) -> tuple[str, str] | None:
     """(location, repository) once the code location is loaded; raises on a load error."""
-    dev.check_alive()
     try:
-        data = dev.graphql(LOCATION_QUERY, timeout_s=10)
-    except (OSError, http.client.HTTPException, ValueError, GraphQLError) as exc:
-        dev.last_error = repr(exc)
+        data = graphql(url, LOCATION_QUERY, timeout_s=10)
+    except (OSError, http.client.HTTPException, ValueError, GraphQLError):
         return None  # not answering yet
     workspace = data["workspaceOrError"]
     if workspace["__typename"] != "Workspace":
@@ -173,28 +159,19 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     # dagster dev stops on SIGTERM by treating it as SIGINT, which a shell ignores in background
     # jobs (`make test-e2e &`) and children inherit: restore SIGINT's default, then exec.
     cmd = [sys.executable, "-c", RESTORE_SIGINT_AND_EXEC, *cmd]
-    log_path = root / "dagster-dev.log"
-    with log_path.open("wb") as log:
-        # A new session: every process it starts can be found, and stopped, by its session id.
-        process = subprocess.Popen(
-            cmd,
-            cwd=root,  # Spark and MLflow leave nothing in the repo
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    dev = DagsterDev(process, f"http://{HOST}:{port}", log_path, dagster_home, recsys_home)
+    url = f"http://{HOST}:{port}"
+    service = Service.start(
+        "dagster-dev",
+        cmd,
+        root,
+        ready=lambda: loaded_location(url),
+        env=env,
+        timeout_s=STARTUP_TIMEOUT_S,
+        cwd=root,  # Spark and MLflow leave nothing in the repo
+    )
+    dev = DagsterDev(service, url, dagster_home, recsys_home)
     try:
-        try:
-            dev.location, dev.repository = wait_for(
-                lambda: loaded_location(dev), STARTUP_TIMEOUT_S, 1, "dagster dev to load the code"
-            )
-        except TimeoutError as exc:
-            raise TimeoutError(
-                f"{exc}; last error: {dev.last_error}; log tail:\n{dev.log_tail()}"
-            ) from exc
+        dev.location, dev.repository = loaded_location(url) or ("", "")
         yield dev
     finally:
         dev.stop()

@@ -28,9 +28,8 @@ from recsys_assets.assets.als import MODEL_NAME as ALS_MODEL
 from recsys_assets.assets.churn import MODEL_NAME as CHURN_MODEL
 from recsys_assets.registry import CHAMPION, DAGSTER_RUN_TAG, Verdict
 from recsys_assets.settings import Settings
-from recsys_assets_tests.e2e.conftest import REPO
-from recsys_assets_tests.processes import Service, kill_all, wait_for
-from recsys_assets_tests.support import DEPLOYMENT_ENV, TEST_SPARK_CONF
+from recsys_assets_tests.processes import REPO, Service, kill_all, wait_for
+from recsys_assets_tests.support import DEPLOYMENT_ENV, TEST_SPARK_CONF, home_table
 
 DATA = {"customers": 300, "days": 60, "seed": 7}
 # Later drops of ten days each: the models' 30-day window holds as much history as after the
@@ -68,8 +67,8 @@ def rows_per_file(drops: list[datagen.GenerationSummary]) -> dict[str, int]:
 
 
 def bronze_rows_per_file(home: Path) -> dict[str, int]:
-    table = home / "lakehouse" / "bronze" / "sales_orders_bronze"
-    return DeltaTable(str(table)).to_pandas().groupby("_source_file").size().to_dict()
+    table = home_table(home, "bronze", "sales_orders_bronze").to_pandas()
+    return table.groupby("_source_file").size().to_dict()
 
 
 @pytest.fixture
@@ -154,12 +153,12 @@ def test_killed_runs_lose_nothing_and_the_daemon_goes_on(homes: dict[str, str], 
     assert run.status == dg.DagsterRunStatus.SUCCESS and beside.process.returncode == 0
     home = Path(homes["RECSYS_HOME"])
     assert bronze_rows_per_file(home) == rows_per_file(drops)  # each file once
-    silver = DeltaTable(str(home / "lakehouse" / "silver" / "sales_orders_silver"))
+    silver = home_table(home, "silver", "sales_orders_silver")
     assert silver.to_pyarrow_dataset().count_rows() == sum(d.orders for d in drops)
     settings = Settings.from_env({"RECSYS_HOME": str(home)})
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_registry_uri)
     started_at = instance.get_run_record_by_id(run.run_id).start_time
-    customers = DeltaTable(str(home / "lakehouse" / "silver" / "customers_silver")).to_pandas()
+    customers = home_table(home, "silver", "customers_silver").to_pandas()
     for model, table in (
         (ALS_MODEL, "customer_recommendations"),
         (CHURN_MODEL, "churn_predictions"),
@@ -169,12 +168,12 @@ def test_killed_runs_lose_nothing_and_the_daemon_goes_on(homes: dict[str, str], 
         assert verdict is not None and verdict.status == "PASSED", (model, verdict)
         assert champion.tags[DAGSTER_RUN_TAG] == run.run_id, model
         # ... and the day's scores come from it, for every customer, written in that run.
-        scores = DeltaTable(str(home / "lakehouse" / "gold" / table)).to_pandas()
+        scores = home_table(home, "gold", table).to_pandas()
         assert set(scores.model_version.astype(str)) == {str(champion.version)}, table
         stamp = scores.filter(like="_at").iloc[:, 0]  # generated_at / scored_at
         assert stamp.min().timestamp() >= started_at, table
         assert set(scores.customer_id) == set(customers.customer_id), table
-    lakehouse = home / "lakehouse"
+    lakehouse = Path(settings.lakehouse_uri)
     tables = sorted(p.parent for p in lakehouse.glob("*/*/_delta_log"))
     assert len(tables) >= 10
     for table in tables:

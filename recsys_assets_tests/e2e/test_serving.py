@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from deltalake import DeltaTable
 
 from recsys_assets_tests.e2e.conftest import DagsterDev, Refresh
 from recsys_assets_tests.processes import HOST, Service, free_port, wait_for
+from recsys_assets_tests.support import home_table
 
 SERVED = {"recommendations": "als_recommender", "churn": "churn_scorer"}
 
@@ -98,7 +98,7 @@ def servers(
 
 
 def table(dev: DagsterDev, layer: str, name: str) -> pd.DataFrame:
-    return DeltaTable(str(dev.recsys_home / "lakehouse" / layer / name)).to_pandas()
+    return home_table(dev.recsys_home, layer, name).to_pandas()
 
 
 def test_recommendations_are_the_batch_tables_rows(servers, dagster_dev):

@@ -32,6 +32,7 @@ from recsys_assets.datagen import (
     order_number_base,
     product_catalogue,
 )
+from recsys_assets_tests.processes import REPO
 
 START = date(2024, 1, 1)
 DAY = 86_400
@@ -173,7 +174,7 @@ def test_a_separate_process_writes_the_same_bytes(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
         env={**os.environ, "PYTHONHASHSEED": "123"},
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO,
     )
     for path in summary.paths:
         there = tmp_path / "there" / path.relative_to(tmp_path / "here")

@@ -4,7 +4,6 @@ import json
 import os
 import socket
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -53,7 +52,7 @@ print(json.dumps({"url": url, "apps": len(applications), "addresses": addresses}
 
 def test_a_local_session_serves_its_ui_on_loopback_at_the_url_it_reports():
     # A process of its own: this one's session, with the UI off, is the only one it may have.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(processes.REPO)}
     env.pop("SPARK_LOCAL_IP", None)
     done = processes.run([sys.executable, "-c", UI_PROBE], timeout_s=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -15,6 +15,7 @@ from recsys_assets.definitions import build_definitions
 from recsys_assets.expectations import FAILED_RULES
 from recsys_assets.resources.lakehouse import Lakehouse
 from recsys_assets.schemas import SALES_ORDERS_COLUMNS
+from recsys_assets_tests import support
 from recsys_assets_tests.support import delta_table, generate, read_table
 
 BRONZE = ["customers_bronze", "sales_orders_bronze"]
@@ -142,7 +143,7 @@ def test_an_ingest_that_fails_before_its_commit_is_healed_by_the_next_run(
     monkeypatch.setattr(Lakehouse, "append_once", crash_on_bronze)
     failed = materialize(BRONZE, raise_on_error=False)
     assert not failed.success
-    assert not (settings.home / "lakehouse" / "bronze" / "sales_orders_bronze").exists()
+    assert not support.table_folder(settings, "bronze", "sales_orders_bronze").exists()
 
     monkeypatch.setattr(Lakehouse, "append_once", real_append)
     assert materialize(BRONZE).success
@@ -359,11 +360,8 @@ def test_with_reingest_changed_a_rewritten_file_replaces_its_rows(settings, mate
     summary = generate(settings)
     materialize(ORDERS_SILVER)
     name, removed, renamed = rewrite_first_orders_file(summary)
-    defs = build_definitions(replace(settings, landing_reingest_changed=True))
 
-    result = dg.materialize(
-        [*(defs.assets or [])], selection=ORDERS_SILVER, resources=defs.resources
-    )
+    result = support.materialize(replace(settings, landing_reingest_changed=True), ORDERS_SILVER)
 
     assert unchanged_check(result).metadata["read_again"].value == [name]
     bronze = read_table(settings, "bronze", "sales_orders_bronze")

@@ -1,7 +1,6 @@
 """The ALS lifecycle with real Spark, real Delta and a real MLflow SQLite store in tmp_path."""
 
 import shutil
-import socket
 from pathlib import Path
 
 import dagster as dg
@@ -22,7 +21,14 @@ from recsys_assets.registry import Registry
 from recsys_assets.resources.mlflow import MlflowResource
 from recsys_assets.settings import Settings
 from recsys_assets.tables import table_uri
-from recsys_assets_tests.support import delta_table, generate, read_table, settings_for
+from recsys_assets_tests.processes import free_port
+from recsys_assets_tests.support import (
+    delta_table,
+    generate,
+    materialize,
+    read_table,
+    settings_for,
+)
 
 MODEL_ASSETS = ["als_challenger", "als_evaluation", "als_champion", "customer_recommendations"]
 
@@ -32,13 +38,7 @@ def split_lakehouse(tmp_path_factory, spark) -> Path:
     """Medallion tables and the train/test split, built once for the module."""
     settings = settings_for(tmp_path_factory.mktemp("als"))
     generate(settings, customers=200)
-    defs = build_definitions(settings)
-    selection = dg.AssetSelection.assets("als_train", "als_test").upstream()
-    dg.materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],
-        selection=selection,
-        resources=defs.resources,
-    )
+    materialize(settings, dg.AssetSelection.assets("als_train", "als_test").upstream())
     return Path(settings.lakehouse_uri)
 
 
@@ -155,14 +155,8 @@ def test_split_is_a_stable_function_of_the_pair(spark):
 
 def run(settings, instance, selection, config=None) -> dg.ExecuteInProcessResult:
     """Materialise against one instance for the whole test: pinned versions are read from it."""
-    defs = build_definitions(settings)
-    return dg.materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],
-        selection=selection,
-        resources=defs.resources,
-        run_config=config,
-        instance=instance,
-        raise_on_error=False,
+    return materialize(
+        settings, selection, run_config=config, instance=instance, raise_on_error=False
     )
 
 
@@ -376,26 +370,14 @@ def test_a_test_split_of_unknown_customers_fails_evaluation_and_moves_no_alias(
     assert champion_version(settings) is None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_unreachable_tracking_server_fails_with_its_address(
     tmp_path, lakehouse, spark, monkeypatch
 ):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     uri = f"http://127.0.0.1:{free_port()}"
     settings = settings_for(lakehouse.parent, MLFLOW_TRACKING_URI=uri)
-    defs = build_definitions(settings)
 
-    result = dg.materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],
-        selection=["als_challenger"],
-        resources=defs.resources,
-        raise_on_error=False,
-    )
+    result = materialize(settings, ["als_challenger"], raise_on_error=False)
 
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = str(failure.step_failure_data.error)

@@ -10,7 +10,7 @@ from recsys_assets.definitions import build_definitions
 from recsys_assets.expectations import FAILED_RULES
 from recsys_assets.resources.lakehouse import Lakehouse, removes_rows
 from recsys_assets.tables import table_uri
-from recsys_assets_tests.support import delta_table, generate, read_table
+from recsys_assets_tests.support import delta_table, generate, read_table, table_folder
 
 SILVER_TABLES = ["sales_orders_silver", "sales_orders_quarantine"]
 FULL_REFRESH = {
@@ -168,9 +168,7 @@ def test_maintenance_compacts_files_and_keeps_every_row(settings, materialize):
     after = delta_table(settings, "bronze", "sales_orders_bronze")
     assert len(after.file_uris()) == 1 < files_before
     assert len(after.to_pandas()) == rows
-    parquet = list(
-        (settings.home / "lakehouse" / "bronze" / "sales_orders_bronze").glob("*.parquet")
-    )
+    parquet = list(table_folder(settings, "bronze", "sales_orders_bronze").glob("*.parquet"))
     assert len(parquet) == 1  # VACUUM deleted the compacted files
 
 

@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 # Sample data for the demo: sizes a laptop materialises in a few minutes.
 DEMO_ARGS ?= --customers 2000 --days 120 --seed 42
 
-.PHONY: setup demo test test-e2e test-cluster test-servers chromium postgresql dev mlflow serve serve-recommendations serve-churn bench lint clean maintain
+.PHONY: setup demo test test-unit test-e2e test-cluster test-servers chromium postgresql dev mlflow serve serve-recommendations serve-churn bench lint clean maintain
 
 setup: $(BIN)/.installed
 
@@ -37,6 +37,10 @@ test: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg check defs
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Pure functions on hand-made data, definitions, sensors, the registry: about a minute.
+test-unit: setup
+	$(BIN)/pytest recsys_assets_tests/unit
 
 # End to end, as a user meets it: `dagster dev`, a CSV drop, the sensor's run, the UI in
 # Debian's headless chromium (installed here if missing). A few minutes.

@@ -12,7 +12,7 @@ is cached and counted first, and both libraries get a warm-up fit on a tiny matr
 Spark settings (see benchmarks/README.md for the measurements behind them):
 local[*], UI off, spark.sql.shuffle.partitions=4, ALS numUserBlocks = numItemBlocks = cores,
 netlib's pure-Java BLAS (native OpenBLAS is slower at rank 20), OPENBLAS_NUM_THREADS=1.
-This is a report, not a test: it always exits 0.
+Exits 1 when it prints FAIL (the ratio at the target size over its bound).
 """
 
 from __future__ import annotations

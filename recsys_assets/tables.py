@@ -3,7 +3,14 @@
 Every table sits at ``<lakehouse root>/<layer>/<table>``. Assets name their layer with the
 ``schema`` definition metadata (:func:`in_layer`; dagster-deltalake's convention, which follows
 the same rule), so asset keys stay unprefixed.
+
+Groups follow the layers for the data (bronze, silver, gold: what the models train on) and
+name the model for the rest: a model's splits and training set (layer ``ml``), and the batch
+table it writes from its champion (layer ``gold``, where served tables live) sit in its group,
+beside the model.
 """
+
+import dagster as dg
 
 BRONZE = "bronze"
 SILVER = "silver"
@@ -25,3 +32,9 @@ def in_layer(layer: str, **metadata: object) -> dict[str, object]:
     """Definition metadata placing an asset's table in ``layer``."""
     table_uri("", layer, "")  # validates the name
     return {LAYER_KEY: layer, **metadata}
+
+
+def column_schema(columns: tuple[tuple[str, str, str], ...]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, type_, description) for name, type_, description in columns]
+    )

@@ -1,4 +1,4 @@
-"""Churn assets: features, training set, autologged candidates, gate, champion, batch scoring.
+"""Churn assets: training set, autologged candidates, gate, champion, batch scoring.
 
 Thin wiring over ``recsys_assets.ml.churn`` and ``recsys_assets.registry``. Candidates are
 fitted on the train split in nested autologged MLflow runs and compared on validation; the
@@ -28,7 +28,6 @@ from recsys_assets.ml import churn_scorer
 from recsys_assets.ml.churn import (
     AUC_TAG,
     CANDIDATE_TAG,
-    FEATURE_COLUMNS,
     LABEL,
     PREDICTION_COLUMNS,
     SPLIT,
@@ -41,7 +40,7 @@ from recsys_assets.ml.churn import (
 from recsys_assets.registry import LIMIT, Registry, Requirement, Serving, registered_version
 from recsys_assets.resources.lakehouse import PANDAS_IO_MANAGER, Lakehouse
 from recsys_assets.resources.mlflow import DAGSTER_RUN_TAG, MlflowResource
-from recsys_assets.tables import GOLD, ML, in_layer
+from recsys_assets.tables import GOLD, ML, column_schema, in_layer
 
 GROUP = "churn_model"
 MODEL_NAME = "churn_model"
@@ -56,49 +55,12 @@ SERVING_REQUIREMENTS = [
 ]
 
 
-def column_schema(columns: tuple[tuple[str, str, str], ...]) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name, type_, description) for name, type_, description in columns]
-    )
-
-
 def registry(tracking: MlflowResource) -> Registry:
     return Registry(tracking.client, MODEL_NAME, SERVING)
 
 
 def load_version(version: str):
     return mlflow_sklearn.load_model(f"models:/{MODEL_NAME}/{version}")
-
-
-# --------------------------------------------------------------------------- features
-
-
-class CustomerFeaturesConfig(dg.Config):
-    as_of: str | None = None  # ISO-8601 date or time (UTC if no zone); default: the newest order
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"spark", "delta"},
-    metadata={**in_layer(GOLD), "dagster/column_schema": column_schema(FEATURE_COLUMNS)},
-)
-def customer_features(
-    context: dg.AssetExecutionContext,
-    config: CustomerFeaturesConfig,
-    customers_silver: DataFrame,
-    sales_orders_customer_join_min: DataFrame,
-) -> DataFrame:
-    """Churn features per current customer as of the newest order: what churn_predictions scores."""
-    if config.as_of:
-        as_of = ml.unix_seconds(config.as_of)
-    else:
-        as_of = ml.newest_order(sales_orders_customer_join_min)
-        if as_of is None:
-            raise dg.Failure("sales_orders_customer_join_min has no orders: no cutoff to use.")
-    context.add_output_metadata({"as_of": ml.iso(as_of)})
-    return ml.customer_features_as_of(
-        ml.current_records(customers_silver), sales_orders_customer_join_min, as_of
-    )
 
 
 def utc_timestamps(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Gold: the tables the models train on."""
+"""Gold: the tables the models train on and score: ALS's interactions, churn's features."""
 
 from datetime import timezone
 
@@ -6,8 +6,10 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recsys_assets.ml import churn
+from recsys_assets.ml.churn import FEATURE_COLUMNS
 from recsys_assets.resources.lakehouse import Lakehouse
-from recsys_assets.tables import GOLD, SILVER, in_layer
+from recsys_assets.tables import GOLD, SILVER, column_schema, in_layer
 
 
 class InteractionsConfig(dg.Config):
@@ -52,3 +54,31 @@ def als_interactions_30d(
         newest = newest.replace(tzinfo=timezone.utc)
     seconds = None if newest is None else int(newest.timestamp())
     return interactions(sales_orders_customer_join_min, config.window_days, seconds)
+
+
+class CustomerFeaturesConfig(dg.Config):
+    as_of: str | None = None  # ISO-8601 date or time (UTC if no zone); default: the newest order
+
+
+@dg.asset(
+    group_name="gold",
+    kinds={"spark", "delta"},
+    metadata={**in_layer(GOLD), "dagster/column_schema": column_schema(FEATURE_COLUMNS)},
+)
+def customer_features(
+    context: dg.AssetExecutionContext,
+    config: CustomerFeaturesConfig,
+    customers_silver: DataFrame,
+    sales_orders_customer_join_min: DataFrame,
+) -> DataFrame:
+    """Churn features per current customer as of the newest order: what churn_predictions scores."""
+    if config.as_of:
+        as_of = churn.seconds_of_iso(config.as_of)
+    else:
+        as_of = churn.newest_order(sales_orders_customer_join_min)
+        if as_of is None:
+            raise dg.Failure("sales_orders_customer_join_min has no orders: no cutoff to use.")
+    context.add_output_metadata({"as_of": churn.iso(as_of)})
+    return churn.customer_features_as_of(
+        churn.current_records(customers_silver), sales_orders_customer_join_min, as_of
+    )

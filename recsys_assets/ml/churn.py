@@ -86,7 +86,7 @@ PREDICTION_COLUMNS = (
 # --------------------------------------------------------------------------- Spark features
 
 
-def unix_seconds(value: str) -> int:
+def seconds_of_iso(value: str) -> int:
     """An ISO-8601 date or time as unix seconds; a value without a zone is UTC."""
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:

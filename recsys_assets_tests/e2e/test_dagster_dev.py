@@ -29,7 +29,7 @@ EXPECTED_ASSETS = {
     "als_evaluation": "als_model",
     "als_champion": "als_model",
     "customer_recommendations": "als_model",
-    "customer_features": "churn_model",
+    "customer_features": "gold",
     "churn_training_set": "churn_model",
     "churn_model": "churn_model",
     "churn_champion": "churn_model",

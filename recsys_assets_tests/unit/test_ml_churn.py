@@ -105,8 +105,8 @@ def test_the_split_is_a_stable_hash_of_the_customer(spark):
 
 
 def test_cutoff_parsing_treats_a_zoneless_time_as_utc():
-    assert ml.unix_seconds("2024-03-01") == int(CUTOFF.timestamp())
-    assert ml.unix_seconds("2024-03-01T01:00:00+01:00") == int(CUTOFF.timestamp())
+    assert ml.seconds_of_iso("2024-03-01") == int(CUTOFF.timestamp())
+    assert ml.seconds_of_iso("2024-03-01T01:00:00+01:00") == int(CUTOFF.timestamp())
 
 
 def test_features_use_the_scd2_record_valid_at_the_cutoff(spark):

@@ -18,13 +18,8 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys_assets.ml.recommender import (
-    ALS_SOURCE,
-    POPULARITY_SOURCE,
-    K,
-    RecommenderData,
-    top_k_unseen,
-)
+from recsys_assets.ml.ranking import top_k_unseen
+from recsys_assets.ml.recommender import ALS_SOURCE, POPULARITY_SOURCE, K, RecommenderData
 
 RANKING_METRICS = ("precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10")  # at K
 PAIR = ["customer_id", "product_id"]

@@ -14,7 +14,7 @@ from mlflow import pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 
-from recsys_assets.ml import recommender
+from recsys_assets.ml import ranking, recommender
 from recsys_assets.ml.recommender import BadRequest, Recommender, RecommenderData
 
 # Items by model index: "c" (index 1) and "b" (index 2) score the same for every user, so ties
@@ -61,7 +61,7 @@ def test_the_popularity_list_counts_customers_and_breaks_ties_by_id():
 
 def ranked(users, seen, k) -> dict[int, list[tuple[int, float]]]:
     """top_k_unseen's answer on ITEMS as {user row: [(item index, score), ...]}."""
-    row, item, score, rank = recommender.top_k_unseen(
+    row, item, score, rank = ranking.top_k_unseen(
         np.array(users, dtype="float32"),
         np.array(ITEMS, dtype="float32"),
         [np.array(s, dtype="int64") for s in seen],
@@ -96,7 +96,7 @@ def test_top_k_unseen_is_a_full_sort_of_the_unseen_items():
     users = rng.integers(-2, 3, size=(200, 3)).astype("float32")
     items = rng.integers(-2, 3, size=(40, 3)).astype("float32")
     seen = [rng.choice(40, size=rng.integers(0, 38), replace=False) for _ in users]
-    row, item, score, rank = recommender.top_k_unseen(users, items, seen, 7)
+    row, item, score, rank = ranking.top_k_unseen(users, items, seen, 7)
     for r in range(len(users)):
         scores = (users[r].astype(float) @ items.T.astype(float)).tolist()
         unseen = [i for i in range(40) if i not in set(seen[r])]

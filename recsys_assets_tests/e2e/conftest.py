@@ -221,6 +221,37 @@ query Failures($runId: ID!) {
 """
 
 
+RUN_EVENTS_QUERY = """
+query RunEvents($runId: ID!, $cursor: String) {
+  logsForRun(runId: $runId, afterCursor: $cursor) {
+    __typename
+    ... on EventConnection {
+      cursor
+      hasMore
+      events {
+        __typename
+        ... on MaterializationEvent { assetKey { path } }
+        ... on AssetCheckEvaluationEvent { evaluation { assetKey { path } checkName success } }
+      }
+    }
+  }
+}
+"""
+
+
+def run_events(dev: DagsterDev, run_id: str) -> list[dict]:
+    """Every event of one run, page by page: what that run did, whatever ran after it."""
+    events: list[dict] = []
+    cursor = None
+    while True:
+        page = dev.graphql(RUN_EVENTS_QUERY, {"runId": run_id, "cursor": cursor})["logsForRun"]
+        assert page["__typename"] == "EventConnection", page
+        events += page["events"]
+        if not page["hasMore"]:
+            return events
+        cursor = page["cursor"]
+
+
 def runs(dev: DagsterDev, **run_filter: Any) -> list[dict]:
     data = dev.graphql(RUNS_QUERY, {"filter": run_filter})["runsOrError"]
     assert data["__typename"] == "Runs", data

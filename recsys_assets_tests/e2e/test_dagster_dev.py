@@ -11,7 +11,15 @@ from recsys_assets import expectations
 from recsys_assets.assets.bronze import UNCHANGED
 from recsys_assets.registry import Verdict
 from recsys_assets.settings import Settings
-from recsys_assets_tests.e2e.conftest import DagsterDev, Refresh, failures, runs, sensor, tags
+from recsys_assets_tests.e2e.conftest import (
+    DagsterDev,
+    Refresh,
+    failures,
+    run_events,
+    runs,
+    sensor,
+    tags,
+)
 
 # Every asset of the README's graph, with its group.
 EXPECTED_ASSETS = {
@@ -57,11 +65,10 @@ ASSETS_QUERY = """
   assetNodes {
     assetKey { path }
     groupName
-    assetMaterializations(limit: 1) { runId }
     assetChecksOrError {
       __typename
       ... on AssetChecks {
-        checks { name blocking executionForLatestMaterialization { status runId } }
+        checks { name blocking }
       }
     }
   }
@@ -80,7 +87,8 @@ def test_the_sensor_runs_refresh_job_once_for_the_drop_and_it_succeeds(
     assert run["status"] == "SUCCESS", failures(dagster_dev, run["runId"])
     assert tags(run)["dagster/sensor_name"] == "csv_drop_sensor"
     assert tags(run)["recsys/new_files"] == str(len(refresh.summary.paths))
-    assert [r["runId"] for r in runs(dagster_dev)] == [run["runId"]]  # one run, not one per tick
+    by_sensor = runs(dagster_dev, tags=[{"key": "dagster/sensor_name", "value": "csv_drop_sensor"}])
+    assert [r["runId"] for r in by_sensor] == [run["runId"]]  # one run, not one per tick
 
     state = sensor(dagster_dev, "csv_drop_sensor", ticks=1000)["sensorState"]
     assert state["status"] == "RUNNING"  # on by default: no click needed
@@ -97,17 +105,15 @@ def test_every_asset_is_in_the_graph_and_materialised_by_that_run(
     missing = sorted(set(EXPECTED_ASSETS) - set(nodes))
     assert not missing, f"not in the asset graph: {missing}; graph: {sorted(nodes)}"
     assert {a: nodes[a]["groupName"] for a in EXPECTED_ASSETS} == EXPECTED_ASSETS
-    unmaterialised = {
-        asset: [m["runId"] for m in nodes[asset]["assetMaterializations"]]
-        for asset in EXPECTED_ASSETS
-        if [m["runId"] for m in nodes[asset]["assetMaterializations"]] != [refresh.run["runId"]]
+    events = run_events(dagster_dev, refresh.run["runId"])
+    materialised = {
+        "/".join(e["assetKey"]["path"]) for e in events if e["__typename"] == "MaterializationEvent"
     }
-    assert not unmaterialised, (
-        f"not materialised by run {refresh.run['runId']} (latest run per asset): {unmaterialised}"
-    )
+    unmaterialised = sorted(set(EXPECTED_ASSETS) - materialised)
+    assert not unmaterialised, f"not materialised by run {refresh.run['runId']}: {unmaterialised}"
 
 
-def test_the_asset_checks_ran_and_passed_on_the_latest_materialisations(
+def test_the_asset_checks_ran_and_passed_in_the_sensors_run(
     dagster_dev: DagsterDev, refresh: Refresh
 ):
     nodes = asset_nodes(dagster_dev)
@@ -121,11 +127,15 @@ def test_the_asset_checks_ran_and_passed_on_the_latest_materialisations(
     assert EXPECTED_CHECKS <= set(found), sorted(EXPECTED_CHECKS - set(found))
     assert found["als_evaluation", "rmse_gate"]["blocking"]
     assert found["churn_model", "churn_gate"]["blocking"]
-    # Clean data, and no champion yet: every rule holds and both gates pass the challengers.
-    executions = {key: found[key]["executionForLatestMaterialization"] for key in EXPECTED_CHECKS}
-    assert {key: e and (e["status"], e["runId"]) for key, e in executions.items()} == {
-        key: ("SUCCEEDED", refresh.run["runId"]) for key in EXPECTED_CHECKS
-    }
+    # Clean data, and no champion yet: in the sensor's run every rule holds and both gates pass
+    # the challengers.
+    evaluations = [
+        e["evaluation"]
+        for e in run_events(dagster_dev, refresh.run["runId"])
+        if e["__typename"] == "AssetCheckEvaluationEvent"
+    ]
+    passed = {("/".join(e["assetKey"]["path"]), e["checkName"]): e["success"] for e in evaluations}
+    assert {key: passed.get(key) for key in EXPECTED_CHECKS} == dict.fromkeys(EXPECTED_CHECKS, True)
 
 
 def test_both_models_have_a_champion_in_the_registry(dagster_dev: DagsterDev, refresh: Refresh):

@@ -147,14 +147,15 @@ def most_bought(pairs: DataFrame) -> int:
     return int(row[0] or 0)
 
 
-def popular_products(pairs: DataFrame, n: int) -> DataFrame:
-    """The ``n`` products bought by the most customers (ties by id): product_id, score."""
-    return (
+def popular_products(pairs: DataFrame, n: int | None = None) -> DataFrame:
+    """The ``n`` (default: all) products bought by the most customers, ties by id:
+    product_id, score."""
+    ranked = (
         pairs.groupBy("product_id")
         .agg(F.countDistinct("customer_id").cast("double").alias("score"))
         .orderBy(F.desc("score"), "product_id")
-        .limit(n)
     )
+    return ranked if n is None else ranked.limit(n)
 
 
 def best_first(items: Column, item: str, score: str) -> Column:
@@ -373,24 +374,29 @@ def recommendations(
 def recommender_data(
     model: PipelineModel, purchases: DataFrame, exclude_purchased: bool = True, k: int = K
 ) -> RecommenderData:
-    """What the served recommender (``ml.recommender``) holds, collected from the champion and
+    """What the served recommender (``ml.recommender``) holds, from the champion and
     ``purchases`` (customer_id, product_id): the factors in index order, the indexers' labels,
-    and one row per customer of what they bought. All of it is customers (or products) x
-    rank: pandas-sized by nature."""
+    the popularity list (products x 2) and every distinct (customer, product) pair bought, as
+    two integer columns through Arrow: pandas-sized by nature, with no Python object a row."""
     user_indexer, item_indexer, als_model = model.stages
     rank = als_model.rank
-    bought = (
-        purchases.where("customer_id IS NOT NULL AND product_id IS NOT NULL")
-        .groupBy("customer_id")
-        .agg(F.collect_set("product_id").alias("products"))
-        .toPandas()
+    pairs = purchases.where("customer_id IS NOT NULL AND product_id IS NOT NULL")
+    pairs = pairs.select(*PAIR).distinct()
+    popular = popular_products(pairs).collect()
+    positions = pairs.sparkSession.createDataFrame(
+        [(row.product_id, i) for i, row in enumerate(popular)], "product_id string, _pos int"
     )
-    return RecommenderData.build(
-        customer_ids=[int(label) for label in user_indexer.labels],
+    bought = pairs.join(F.broadcast(positions), "product_id").select("customer_id", "_pos")
+    bought = bought.toPandas()
+    return RecommenderData(
+        customer_ids=np.asarray([int(label) for label in user_indexer.labels], dtype="int64"),
         user_factors=factor_matrix(als_model.userFactors, len(user_indexer.labels), rank),
-        product_ids=list(item_indexer.labels),
+        product_ids=np.asarray(item_indexer.labels, dtype=str),
         item_factors=factor_matrix(als_model.itemFactors, len(item_indexer.labels), rank),
-        bought=dict(zip(bought["customer_id"], bought["products"], strict=True)),
+        bought_customers=bought["customer_id"].to_numpy(dtype="int64"),
+        bought_products=bought["_pos"].to_numpy(dtype="int32"),
+        popular_products=np.asarray([row.product_id for row in popular], dtype=str),
+        popular_scores=np.asarray([row.score for row in popular], dtype="float64"),
         exclude_purchased=exclude_purchased,
         k=k,
     )

@@ -19,6 +19,7 @@ the message.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -67,8 +68,10 @@ class RecommenderData:
     user_factors: np.ndarray  # float32 [users, rank]
     product_ids: np.ndarray  # str [items]: the product of each item index
     item_factors: np.ndarray  # float32 [items, rank]
-    bought_customers: np.ndarray  # int64 [pairs]: what each customer bought, as pairs
-    bought_products: np.ndarray  # str [pairs]
+    # What each customer bought, as (customer, product) pairs in any order; a product as its
+    # position in popular_products: 12 bytes a pair (500k customers bought ~20M pairs at 10M).
+    bought_customers: np.ndarray  # int64 [pairs]
+    bought_products: np.ndarray  # int32 [pairs]
     popular_products: np.ndarray  # str: every bought product, most customers first, ties by id
     popular_scores: np.ndarray  # float64: how many customers bought each
     exclude_purchased: bool = True
@@ -84,6 +87,11 @@ class RecommenderData:
             values = {f.name: stored[f.name] for f in fields(cls)}
         values["exclude_purchased"] = bool(values["exclude_purchased"])
         values["k"] = int(values["k"])
+        if values["bought_products"].dtype.kind == "U":  # saved before 2026-12-07: product ids
+            position = {p: i for i, p in enumerate(values["popular_products"])}
+            values["bought_products"] = np.asarray(
+                [position[p] for p in values["bought_products"]], dtype="int32"
+            )
         return cls(**values)
 
     @classmethod
@@ -97,20 +105,20 @@ class RecommenderData:
         exclude_purchased: bool = True,
         k: int = K,
     ) -> RecommenderData:
-        """From factors in index order and each customer's bought products; the popularity
-        list is derived from ``bought``, as ``ml.als.popular_products`` derives it."""
-        pairs = [(int(c), str(p)) for c, products in bought.items() for p in set(products)]
-        counts: dict[str, int] = {}
-        for _, product in pairs:
-            counts[product] = counts.get(product, 0) + 1
+        """From factors in index order and each customer's bought products (hand-made data;
+        ``ml.als.recommender_data`` builds the same arrays in Spark); the popularity list is
+        derived from ``bought``, as ``ml.als.popular_products`` derives it."""
+        pairs = sorted({(int(c), str(p)) for c, products in bought.items() for p in products})
+        counts = Counter(product for _, product in pairs)
         popular = sorted(counts, key=lambda p: (-counts[p], p))
+        position = {p: i for i, p in enumerate(popular)}
         return cls(
             customer_ids=np.asarray(customer_ids, dtype="int64"),
             user_factors=np.asarray(user_factors, dtype="float32"),
             product_ids=np.asarray(product_ids, dtype=str),
             item_factors=np.asarray(item_factors, dtype="float32"),
             bought_customers=np.asarray([c for c, _ in pairs], dtype="int64"),
-            bought_products=np.asarray([p for _, p in pairs], dtype=str),
+            bought_products=np.asarray([position[p] for _, p in pairs], dtype="int32"),
             popular_products=np.asarray(popular, dtype=str),
             popular_scores=np.asarray([counts[p] for p in popular], dtype="float64"),
             exclude_purchased=exclude_purchased,
@@ -162,15 +170,21 @@ class Recommender(PythonModel):
         self.data = data
         self.user_index = {int(c): i for i, c in enumerate(data.customer_ids)}
         item_index = {str(p): i for i, p in enumerate(data.product_ids)}
-        bought: dict[int, set[str]] = {}
-        for customer, product in zip(data.bought_customers, data.bought_products, strict=True):
-            bought.setdefault(int(customer), set()).add(str(product))
-        self.bought = bought if data.exclude_purchased else {}
-        self.bought_items = {
-            c: np.fromiter((item_index[p] for p in ps if p in item_index), dtype="int64")
-            for c, ps in self.bought.items()
-        }
+        # Each popular product's model index; -1 for one the model does not know.
+        self.item_of_popular = np.asarray(
+            [item_index.get(str(p), -1) for p in data.popular_products], dtype="int64"
+        )
+        keep = len(data.bought_customers) if data.exclude_purchased else 0
+        order = np.argsort(data.bought_customers[:keep], kind="stable")  # by customer: bisect
+        self.bought_customers = data.bought_customers[:keep][order]
+        self.bought_products = data.bought_products[:keep][order]
         return self
+
+    def bought(self, customer: int) -> np.ndarray:
+        """What ``customer`` bought, as positions in popular_products (none without exclusion)."""
+        start = np.searchsorted(self.bought_customers, customer, "left")
+        end = np.searchsorted(self.bought_customers, customer, "right")
+        return self.bought_products[start:end]
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         frames = [self.recommend(c) for c in customer_ids(model_input)]
@@ -188,7 +202,8 @@ class Recommender(PythonModel):
         if row is None:
             return answer(customer, [], [], ALS_SOURCE)
         data = self.data
-        seen = self.bought_items.get(customer, np.empty(0, dtype="int64"))
+        seen = self.item_of_popular[self.bought(customer)]
+        seen = seen[seen >= 0]
         _, best, scores, _ = top_k_unseen(
             data.user_factors[[row]], data.item_factors, [seen], data.k
         )
@@ -196,8 +211,10 @@ class Recommender(PythonModel):
 
     def popular(self, customer: int) -> pd.DataFrame:
         """The most bought products the customer has not bought."""
-        data, bought = self.data, self.bought.get(customer, set())
-        keep = [i for i, p in enumerate(data.popular_products) if p not in bought][: data.k]
+        data = self.data
+        unbought = np.ones(len(data.popular_products), dtype=bool)
+        unbought[self.bought(customer)] = False
+        keep = np.flatnonzero(unbought)[: data.k]
         return answer(
             customer, data.popular_products[keep], data.popular_scores[keep], POPULARITY_SOURCE
         )

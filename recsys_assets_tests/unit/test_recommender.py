@@ -212,3 +212,17 @@ def test_the_data_survives_a_save_and_the_model_a_round_trip_through_mlflow(tmp_
         headers={"Content-Type": "application/json"},
     )
     assert broken.status_code == 400 and "message" in json.loads(broken.text)
+
+
+def test_an_artifact_that_stored_product_ids_per_pair_loads_and_answers_the_same(tmp_path):
+    # Served versions built before purchases were stored as positions; a rollback serves them.
+    built = data()
+    old = {f: getattr(built, f) for f in built.__dataclass_fields__}
+    old["bought_products"] = built.popular_products[built.bought_products]  # ids, as then
+    np.savez(tmp_path / "old.npz", **{name: np.asarray(value) for name, value in old.items()})
+
+    loaded = RecommenderData.load(tmp_path / "old.npz")
+
+    assert loaded.bought_products.tolist() == built.bought_products.tolist()
+    ids = [10, 20, 30, 40, 99]
+    assert answers(Recommender().use(loaded), ids) == answers(Recommender().use(built), ids)

@@ -69,7 +69,7 @@ class RecommenderData:
     product_ids: np.ndarray  # str [items]: the product of each item index
     item_factors: np.ndarray  # float32 [items, rank]
     # What each customer bought, as (customer, product) pairs in any order; a product as its
-    # position in popular_products: 12 bytes a pair (500k customers bought ~20M pairs at 10M).
+    # position in popular_products: 12 bytes a pair (millions of pairs at 10M orders).
     bought_customers: np.ndarray  # int64 [pairs]
     bought_products: np.ndarray  # int32 [pairs]
     popular_products: np.ndarray  # str: every bought product, most customers first, ties by id

@@ -165,14 +165,19 @@ def scored_version(result: dg.ExecuteInProcessResult) -> int:
     return event.metadata["model_version"].value
 
 
-def assert_no_purchased_product(settings: Settings) -> None:
-    recommendations = read_table(settings, "gold", "customer_recommendations")
+def bought_pairs(settings: Settings) -> set[tuple[int, str]]:
+    """Every (customer, product) of sales_orders_silver."""
     orders = read_table(settings, "silver", "sales_orders_silver")
-    bought = {
+    return {
         (c, p["id"])
         for c, products in zip(orders.customer_id, orders.ordered_products, strict=True)
         for p in products
     }
+
+
+def assert_no_purchased_product(settings: Settings) -> None:
+    recommendations = read_table(settings, "gold", "customer_recommendations")
+    bought = bought_pairs(settings)
     pairs = set(zip(recommendations.customer_id, recommendations.product_id, strict=True))
     assert len(pairs) == len(recommendations)  # no product twice for one customer
     assert not pairs & bought
@@ -299,12 +304,7 @@ def test_when_purchases_are_not_excluded_that_policy_is_evaluated_and_served(
     assert evaluation.metadata["exclude_purchased"].value is False
     assert evaluation_params(settings, result.run_id)["exclude_purchased"] == "False"
     recommendations = read_table(settings, "gold", "customer_recommendations")
-    orders = read_table(settings, "silver", "sales_orders_silver")
-    bought = {
-        (c, p["id"])
-        for c, products in zip(orders.customer_id, orders.ordered_products, strict=True)
-        for p in products
-    }
+    bought = bought_pairs(settings)
     repeated = sum(
         pair in bought
         for pair in zip(recommendations.customer_id, recommendations.product_id, strict=True)

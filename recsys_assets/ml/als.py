@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.evaluation import RegressionEvaluator
-from pyspark.ml.feature import StringIndexer
+from pyspark.ml.feature import IndexToString, StringIndexer
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -96,7 +96,6 @@ def als_top_k(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int) -
     """
     user_indexer, item_indexer, als_model = model.stages
     items = factor_matrix(als_model.itemFactors, len(item_indexer.labels), als_model.rank)
-    products = np.asarray(item_indexer.labels, dtype=str)
     known = user_indexer.transform(users.select("customer_id").distinct())
     seen_idx = item_indexer.transform(user_indexer.transform(seen.select(*PAIR).distinct()))
     seen_lists = seen_idx.groupBy("user_idx").agg(
@@ -121,15 +120,19 @@ def als_top_k(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int) -
                 yield pd.DataFrame(
                     {
                         "customer_id": block["customer_id"].to_numpy()[row],
-                        "product_id": products[item],
+                        "item_idx": item.astype("int32"),
                         "score": value.astype("float32"),
                         "rank": rank.astype("int32"),
                     }
                 )
 
-    return scored_users.mapInPandas(
-        score, "customer_id long, product_id string, score float, rank int"
+    # Ids mapped back in the JVM: a string column typed by mapInPandas over Spark Connect is
+    # written to Delta as 'string collate UTF8_BINARY', which delta-rs cannot read.
+    top = scored_users.mapInPandas(score, "customer_id long, item_idx int, score float, rank int")
+    to_product = IndexToString(
+        inputCol="item_idx", outputCol="product_id", labels=item_indexer.labels
     )
+    return to_product.transform(top).select("customer_id", "product_id", "score", "rank")
 
 
 def factor_matrix(factors: DataFrame, size: int, rank: int) -> np.ndarray:

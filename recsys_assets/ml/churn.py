@@ -300,14 +300,20 @@ def candidate_pipelines() -> dict[str, Pipeline]:
             [("prep", preprocessor(scale=True)), ("model", LogisticRegression(max_iter=2000))]
         ),
         # A forest, not HistGradientBoosting: its OpenMP threads crawl on small, CPU-capped
-        # machines, and n_jobs=1 keeps the fit single-threaded beside the Spark JVM.
+        # machines, and n_jobs=1 keeps the fit single-threaded beside the Spark JVM. Depth 12
+        # (at most 4,096 leaves a tree) bounds the model: unbounded, its trees grew with the
+        # rows, to gigabytes in the run process (and its pickle) at 10M orders.
         "random_forest": Pipeline(
             [
                 ("prep", preprocessor(scale=False)),
                 (
                     "model",
                     RandomForestClassifier(
-                        n_estimators=200, min_samples_leaf=5, random_state=0, n_jobs=1
+                        n_estimators=200,
+                        max_depth=12,
+                        min_samples_leaf=5,
+                        random_state=0,
+                        n_jobs=1,
                     ),
                 ),
             ]

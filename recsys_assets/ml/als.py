@@ -384,13 +384,14 @@ def recommender_data(
     user_indexer, item_indexer, als_model = model.stages
     rank = als_model.rank
     pairs = purchases.where("customer_id IS NOT NULL AND product_id IS NOT NULL")
-    pairs = pairs.select(*PAIR).distinct()
+    pairs = pairs.select(*PAIR).distinct().cache()  # read twice: the popularity list, the pairs
     popular = popular_products(pairs).collect()
     positions = pairs.sparkSession.createDataFrame(
         [(row.product_id, i) for i, row in enumerate(popular)], "product_id string, _pos int"
     )
     bought = pairs.join(F.broadcast(positions), "product_id").select("customer_id", "_pos")
     bought = bought.toPandas()
+    pairs.unpersist()
     return RecommenderData(
         customer_ids=np.asarray([int(label) for label in user_indexer.labels], dtype="int64"),
         user_factors=factor_matrix(als_model.userFactors, len(user_indexer.labels), rank),
